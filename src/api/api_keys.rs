@@ -1,0 +1,143 @@
+//! CreateApiKey, ListApiKeys, RevokeApiKey, and the key creation the CLI
+//! shares.
+
+use rusqlite::Connection;
+
+use crate::auth::Role;
+use crate::crypto::{self, Keyring};
+use crate::error::{Error, Result};
+use crate::ids::{self, ApiKeyId, WorkspaceId};
+use crate::pb::v1::*;
+use crate::rpc::Ctx;
+use crate::store::{self, api_keys, workspaces};
+
+/// Creates a key; returns it and its secret (shown once, stored only hashed).
+pub fn create_key(tx: &Connection, keys: &Keyring, ws: Option<WorkspaceId>, name: &str, role: Role) -> Result<(ApiKey, String)> {
+    let secret = crypto::new_api_key_secret();
+    let hash = keys.master().hash_api_key(&secret);
+    let key = api_keys::insert(
+        tx,
+        &api_keys::NewKey {
+            id: ApiKeyId::generate(),
+            workspace: ws,
+            name,
+            role,
+            prefix: &secret[..10],
+            hash: &hash,
+        },
+        store::now_ms(),
+    )?;
+    Ok((key, secret))
+}
+
+pub fn create(ctx: &mut Ctx, req: CreateApiKeyRequest) -> Result<CreateApiKeyResponse> {
+    let role = Role::from_i32(req.role)
+        .ok_or_else(|| Error::invalid("role must be one of API_KEY_ROLE_ADMIN, _OWNER, _EDITOR, _RESOLVER, _VIEWER."))?;
+    if req.name.chars().count() > 200 || req.name.chars().any(char::is_control) {
+        return Err(Error::invalid("name must be at most 200 characters, without control characters."));
+    }
+    let ws = if role == Role::Admin {
+        if !req.workspace_id.is_empty() {
+            return Err(Error::invalid("ADMIN keys belong to no workspace; leave workspace_id empty."));
+        }
+        if !ctx.principal.is_admin() {
+            return Err(Error::denied());
+        }
+        None
+    } else {
+        Some(ctx.principal.scope(&req.workspace_id)?)
+    };
+    let name = if req.name.is_empty() {
+        format!("{} key", role.name().to_lowercase())
+    } else {
+        req.name
+    };
+    let keys = &ctx.state.keys;
+    let (api_key, secret) = ctx.write(|tx| {
+        if let Some(w) = ws {
+            if !workspaces::exists(tx, w)? {
+                return Err(Error::not_found("workspace"));
+            }
+        }
+        create_key(tx, keys, ws, &name, role)
+    })?;
+    Ok(CreateApiKeyResponse {
+        api_key: Some(api_key),
+        secret,
+    })
+}
+
+/// The workspace a key request names: empty means the ADMIN keys (ADMIN only).
+fn key_scope(ctx: &Ctx, workspace_id: &[u8]) -> Result<Option<WorkspaceId>> {
+    if workspace_id.is_empty() {
+        if ctx.principal.is_admin() {
+            return Ok(None);
+        }
+        return Err(Error::invalid("workspace_id is required."));
+    }
+    ctx.principal.scope(workspace_id).map(Some)
+}
+
+pub fn list(ctx: &mut Ctx, req: ListApiKeysRequest) -> Result<ListApiKeysResponse> {
+    let ws = key_scope(ctx, &req.workspace_id)?;
+    let size = ids::page_size(req.page_size)?;
+    let cursor = ids::decode_cursor(&req.cursor)?;
+    let page = ctx.read(|tx| {
+        if let Some(w) = ws {
+            if !workspaces::exists(tx, w)? {
+                return Err(Error::not_found("workspace"));
+            }
+        }
+        api_keys::list(tx, ws, cursor, size)
+    })?;
+    Ok(ListApiKeysResponse {
+        api_keys: page.items,
+        next_cursor: page.next_cursor,
+    })
+}
+
+pub fn revoke(ctx: &mut Ctx, req: RevokeApiKeyRequest) -> Result<RevokeApiKeyResponse> {
+    let ws = key_scope(ctx, &req.workspace_id)?;
+    let id = ApiKeyId::parse(&req.api_key_id)?;
+    let key = ctx.write(|tx| {
+        if api_keys::workspace_of(tx, id)? != Some(ws) {
+            return Err(Error::not_found("API key"));
+        }
+        api_keys::revoke(tx, id, store::now_ms())?;
+        api_keys::get(tx, id)?.ok_or_else(|| Error::not_found("API key"))
+    })?;
+    Ok(RevokeApiKeyResponse { api_key: Some(key) })
+}
+
+/// Every key as one line of text, for `proxyplane keys list`.
+pub fn list_all(tx: &Connection) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut scopes = vec![None];
+    let mut cursor = None;
+    loop {
+        let page = workspaces::list(tx, None, cursor, 1000)?;
+        scopes.extend(page.items.iter().filter_map(|w| WorkspaceId::parse(&w.id).ok()).map(Some));
+        if page.next_cursor.is_empty() {
+            break;
+        }
+        cursor = ids::decode_cursor(&page.next_cursor)?;
+    }
+    for ws in scopes {
+        let mut cursor = None;
+        loop {
+            let page = api_keys::list(tx, ws, cursor, 1000)?;
+            for k in &page.items {
+                let id = ApiKeyId::parse(&k.id)?;
+                let role = Role::from_i32(k.role).map_or("?", Role::name);
+                let state = if k.revoked { "revoked" } else { "active" };
+                let w = ws.map_or_else(|| "-".to_string(), |w| w.to_base64());
+                out.push(format!("{id}\t{w}\t{role}\t{}\t{state}\t{}", k.prefix, k.name));
+            }
+            if page.next_cursor.is_empty() {
+                break;
+            }
+            cursor = ids::decode_cursor(&page.next_cursor)?;
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,85 @@
+//! The command line: global flags and subcommands, as clap sees them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "proxyplane",
+    version,
+    about = "Self-hosted control plane for proxy pools: which proxy does this account use now?"
+)]
+pub struct Cli {
+    /// TOML config file (also PROXYPLANE_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where proxyplane.db and master.key live (default ./data).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Manage API keys offline (works with the server running or not).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Manage workspaces offline.
+    #[command(subcommand)]
+    Workspaces(WorkspacesCommand),
+    /// Write a consistent copy of the database while the server runs.
+    Backup {
+        /// Destination file (must not exist).
+        file: PathBuf,
+    },
+    /// Validate the config, the database's integrity and the master key.
+    Check,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create a key and print only its secret.
+    Create(CreateKey),
+    /// List keys: id, workspace, role, prefix, name, state.
+    List,
+    /// Revoke a key by id.
+    Revoke {
+        /// The key's id (base64, as `keys list` prints it).
+        id: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct CreateKey {
+    /// An instance-wide ADMIN key.
+    #[arg(long, conflicts_with_all = ["workspace", "role"])]
+    pub admin: bool,
+    /// The workspace id (base64) for a workspace key.
+    #[arg(long, requires = "role", value_name = "ID")]
+    pub workspace: Option<String>,
+    /// OWNER, EDITOR, RESOLVER or VIEWER.
+    #[arg(long, requires = "workspace", value_name = "ROLE")]
+    pub role: Option<String>,
+    /// A label for the key.
+    #[arg(long, value_name = "N")]
+    pub name: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkspacesCommand {
+    /// Create a workspace and print its id.
+    Create {
+        /// The workspace's name.
+        name: String,
+    },
+    /// List workspaces: id and name.
+    List,
+}

@@ -1,0 +1,323 @@
+//! Configuration: built-in defaults < TOML file < `PROXYPLANE_*` environment
+//! variables < command-line flags, validated into one `Config` with messages
+//! an operator can act on.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    /// Empty: `<data_dir>/master.key`.
+    pub master_key_file: PathBuf,
+    pub workers: usize,
+    pub rate_limit_per_second: f64,
+    pub rate_limit_burst: f64,
+    pub auth_failure_rate_per_second: f64,
+    pub auth_failure_burst: f64,
+    pub max_body_bytes: usize,
+    pub max_bulk_items: usize,
+    pub max_header_bytes: usize,
+    pub max_connections: usize,
+    pub header_read_timeout_seconds: u64,
+    pub body_read_timeout_seconds: u64,
+    pub idle_timeout_seconds: u64,
+    pub shutdown_timeout_seconds: u64,
+    pub metrics_require_key: bool,
+    pub log_level: LogLevel,
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every key, its default (as TOML) and what it means: the one list that
+/// `config.example.toml`, the environment names and the validation follow.
+pub const KEYS: &[(&str, &str)] = &[
+    ("listen", "\"127.0.0.1:8080\""),
+    ("data_dir", "\"./data\""),
+    ("master_key_file", "\"\""),
+    ("workers", "0"),
+    ("rate_limit_per_second", "50.0"),
+    ("rate_limit_burst", "100"),
+    ("auth_failure_rate_per_second", "1.0"),
+    ("auth_failure_burst", "20"),
+    ("max_body_bytes", "4194304"),
+    ("max_bulk_items", "10000"),
+    ("max_header_bytes", "16384"),
+    ("max_connections", "1024"),
+    ("header_read_timeout_seconds", "10"),
+    ("body_read_timeout_seconds", "30"),
+    ("idle_timeout_seconds", "60"),
+    ("shutdown_timeout_seconds", "30"),
+    ("metrics_require_key", "false"),
+    ("log_level", "\"info\""),
+    ("log_format", "\"text\""),
+];
+
+/// Where a value came from, for error messages.
+#[derive(Debug, Clone)]
+enum Source {
+    Default,
+    File(PathBuf),
+    Env(String),
+    Flag(String),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Default => write!(f, "the built-in default"),
+            Source::File(p) => write!(f, "{}", p.display()),
+            Source::Env(n) => write!(f, "environment variable {n}"),
+            Source::Flag(n) => write!(f, "flag --{n}"),
+        }
+    }
+}
+
+/// Raw layers before validation.
+#[derive(Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    /// Flag values by config key (e.g. "data_dir", "listen").
+    pub flags: Vec<(&'static str, String)>,
+}
+
+pub fn env_name(key: &str) -> String {
+    format!("PROXYPLANE_{}", key.to_ascii_uppercase())
+}
+
+/// Environment variables that are not config keys but are ours.
+const OTHER_ENV: &[&str] = &["PROXYPLANE_MASTER_KEY", "PROXYPLANE_CONFIG"];
+
+pub fn load(o: &Overrides, env: &BTreeMap<String, String>) -> Result<Config, String> {
+    let mut values: BTreeMap<&'static str, (toml::Value, Source)> = BTreeMap::new();
+    for (k, v) in KEYS {
+        let parsed: toml::Table =
+            toml::from_str(&format!("v = {v}")).map_err(|e| format!("default {k}: {e}"))?;
+        values.insert(k, (parsed["v"].clone(), Source::Default));
+    }
+
+    let file = o
+        .config_file
+        .clone()
+        .or_else(|| env.get("PROXYPLANE_CONFIG").map(PathBuf::from));
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text)
+            .map_err(|e| format!("config file {} is not valid TOML: {e}", path.display()))?;
+        for (k, v) in table {
+            let key = known_key(&k).ok_or_else(|| {
+                format!(
+                    "unknown key `{k}` in config file {}; known keys: {}",
+                    path.display(),
+                    key_list()
+                )
+            })?;
+            values.insert(key, (v, Source::File(path.clone())));
+        }
+    }
+
+    for (name, v) in env {
+        if !name.starts_with("PROXYPLANE_") || OTHER_ENV.contains(&name.as_str()) {
+            continue;
+        }
+        let key = KEYS
+            .iter()
+            .map(|(k, _)| *k)
+            .find(|k| env_name(k) == *name)
+            .ok_or_else(|| {
+                format!("unknown environment variable {name}; proxyplane reads PROXYPLANE_<KEY> for the keys: {}", key_list())
+            })?;
+        values.insert(key, (env_value(key, v), Source::Env(name.clone())));
+    }
+
+    for (key, v) in &o.flags {
+        values.insert(
+            key,
+            (env_value(key, v), Source::Flag(key.replace('_', "-"))),
+        );
+    }
+
+    let get = |k: &str| values.get(k).expect("every key has a default");
+    let string = |k: &str| -> Result<String, String> {
+        let (v, src) = get(k);
+        v.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| format!("{k} (from {src}) must be a string, got {v}"))
+    };
+    let uint = |k: &str, min: u64, max: u64| -> Result<u64, String> {
+        let (v, src) = get(k);
+        let n = v.as_integer().filter(|n| *n >= 0).map(|n| n as u64);
+        match n {
+            Some(n) if n >= min && n <= max => Ok(n),
+            _ => Err(format!(
+                "{k} (from {src}) must be a whole number from {min} to {max}, got {v}"
+            )),
+        }
+    };
+    let float = |k: &str| -> Result<f64, String> {
+        let (v, src) = get(k);
+        let n = v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
+        match n {
+            Some(n) if n >= 0.0 && n.is_finite() => Ok(n),
+            _ => Err(format!(
+                "{k} (from {src}) must be a number of 0 or more (0 disables), got {v}"
+            )),
+        }
+    };
+    let boolean = |k: &str| -> Result<bool, String> {
+        let (v, src) = get(k);
+        v.as_bool()
+            .ok_or_else(|| format!("{k} (from {src}) must be true or false, got {v}"))
+    };
+
+    let listen_s = string("listen")?;
+    let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
+        format!(
+            "listen (from {}) must be an address with a port such as 127.0.0.1:8080 or [::1]:8080, got {listen_s:?}",
+            get("listen").1
+        )
+    })?;
+    let data_dir = PathBuf::from(string("data_dir")?);
+    if data_dir.as_os_str().is_empty() {
+        return Err(format!("data_dir (from {}) must not be empty", get("data_dir").1));
+    }
+    let mk = string("master_key_file")?;
+    let master_key_file = if mk.is_empty() {
+        data_dir.join("master.key")
+    } else {
+        PathBuf::from(mk)
+    };
+    let workers = match uint("workers", 0, 1024)? as usize {
+        0 => 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let log_level = match string("log_level")?.as_str() {
+        "error" => LogLevel::Error,
+        "warn" => LogLevel::Warn,
+        "info" => LogLevel::Info,
+        "debug" => LogLevel::Debug,
+        other => {
+            return Err(format!(
+                "log_level (from {}) must be one of error, warn, info, debug; got {other:?}",
+                get("log_level").1
+            ))
+        }
+    };
+    let log_format = match string("log_format")?.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            return Err(format!(
+                "log_format (from {}) must be \"text\" or \"json\"; got {other:?}",
+                get("log_format").1
+            ))
+        }
+    };
+    Ok(Config {
+        listen,
+        data_dir,
+        master_key_file,
+        workers,
+        rate_limit_per_second: float("rate_limit_per_second")?,
+        rate_limit_burst: float("rate_limit_burst")?.max(1.0),
+        auth_failure_rate_per_second: float("auth_failure_rate_per_second")?,
+        auth_failure_burst: float("auth_failure_burst")?.max(1.0),
+        max_body_bytes: uint("max_body_bytes", 1024, 1 << 30)? as usize,
+        max_bulk_items: uint("max_bulk_items", 1, 1_000_000)? as usize,
+        max_header_bytes: uint("max_header_bytes", 8192, 1 << 20)? as usize,
+        max_connections: uint("max_connections", 1, 1_000_000)? as usize,
+        header_read_timeout_seconds: uint("header_read_timeout_seconds", 1, 3600)?,
+        body_read_timeout_seconds: uint("body_read_timeout_seconds", 1, 3600)?,
+        idle_timeout_seconds: uint("idle_timeout_seconds", 1, 86_400)?,
+        shutdown_timeout_seconds: uint("shutdown_timeout_seconds", 0, 3600)?,
+        metrics_require_key: boolean("metrics_require_key")?,
+        log_level,
+        log_format,
+    })
+}
+
+fn known_key(k: &str) -> Option<&'static str> {
+    KEYS.iter().map(|(k, _)| *k).find(|x| *x == k)
+}
+
+fn key_list() -> String {
+    KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+}
+
+/// Environment and flag values are strings; read them as the TOML type the
+/// key's default has, so `PROXYPLANE_WORKERS=8` is a number.
+fn env_value(key: &str, raw: &str) -> toml::Value {
+    let default = KEYS.iter().find(|(k, _)| *k == key).map_or("\"\"", |(_, d)| d);
+    if default.starts_with('"') {
+        return toml::Value::String(raw.to_owned());
+    }
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(t) => t["v"].clone(),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("proxyplane.db")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let c = load(&Overrides::default(), &env(&[])).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.master_key_file, PathBuf::from("./data/master.key"));
+        assert_eq!(c.rate_limit_per_second, 50.0);
+        assert_eq!(c.max_body_bytes, 4_194_304);
+        assert_eq!(c.max_bulk_items, 10_000);
+    }
+
+    #[test]
+    fn env_overrides_default_and_flag_overrides_env() {
+        let o = Overrides {
+            config_file: None,
+            flags: vec![("listen", "127.0.0.1:9999".into())],
+        };
+        let c = load(
+            &o,
+            &env(&[("PROXYPLANE_LISTEN", "127.0.0.1:7777"), ("PROXYPLANE_WORKERS", "3")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:9999");
+        assert_eq!(c.workers, 3);
+    }
+
+    #[test]
+    fn bad_values_and_unknown_env_names_are_sentences() {
+        let e = load(&Overrides::default(), &env(&[("PROXYPLANE_WORKERS", "many")])).unwrap_err();
+        assert!(e.contains("workers") && e.contains("PROXYPLANE_WORKERS"), "{e}");
+        let e = load(&Overrides::default(), &env(&[("PROXYPLANE_LISTN", "x")])).unwrap_err();
+        assert!(e.contains("PROXYPLANE_LISTN"), "{e}");
+        let e = load(&Overrides::default(), &env(&[("PROXYPLANE_LISTEN", "nowhere")])).unwrap_err();
+        assert!(e.contains("127.0.0.1:8080"), "{e}");
+    }
+}

@@ -1,0 +1,162 @@
+//! Id newtypes (16-byte UUIDv7 values), their SQL and base64 conversions, and
+//! the opaque keyset cursors built from them.
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+
+use crate::error::{Error, Result};
+
+macro_rules! id_type {
+    ($name:ident, $field:literal) => {
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub [u8; 16]);
+
+        impl $name {
+            /// A fresh time-ordered id.
+            pub fn generate() -> Self {
+                $name(*uuid::Uuid::now_v7().as_bytes())
+            }
+            /// From a request field; empty or wrong-length bytes are
+            /// invalid_argument naming the field.
+            pub fn parse(bytes: &[u8]) -> Result<Self> {
+                Self::parse_named(bytes, $field)
+            }
+            pub fn parse_named(bytes: &[u8], field: &str) -> Result<Self> {
+                if bytes.is_empty() {
+                    return Err(Error::invalid(format!("{field} is required.")));
+                }
+                <[u8; 16]>::try_from(bytes).map($name).map_err(|_| {
+                    Error::invalid(format!(
+                        "{field} must be a 16-byte id (base64 in JSON), got {} bytes.",
+                        bytes.len()
+                    ))
+                })
+            }
+            /// An optional filter: empty means absent.
+            pub fn parse_optional(bytes: &[u8]) -> Result<Option<Self>> {
+                if bytes.is_empty() {
+                    Ok(None)
+                } else {
+                    Self::parse(bytes).map(Some)
+                }
+            }
+            pub fn to_vec(self) -> Vec<u8> {
+                self.0.to_vec()
+            }
+            pub fn to_base64(self) -> String {
+                STANDARD.encode(self.0)
+            }
+            pub fn from_base64(s: &str) -> Option<Self> {
+                let b = decode_any_base64(s)?;
+                <[u8; 16]>::try_from(b.as_slice()).ok().map($name)
+            }
+        }
+
+        impl std::fmt::Debug for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "{}({})", stringify!($name), self.to_base64())
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.to_base64())
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::Borrowed(ValueRef::Blob(&self.0)))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+                let b = v.as_blob()?;
+                <[u8; 16]>::try_from(b)
+                    .map($name)
+                    .map_err(|_| FromSqlError::InvalidBlobSize {
+                        expected_size: 16,
+                        blob_size: b.len(),
+                    })
+            }
+        }
+    };
+}
+
+id_type!(WorkspaceId, "workspace_id");
+id_type!(ApiKeyId, "api_key_id");
+id_type!(ProviderId, "provider_id");
+id_type!(PoolId, "pool_id");
+id_type!(SessionId, "session_id");
+id_type!(AssignmentId, "assignment_id");
+
+/// Standard or URL-safe base64, padded or not.
+pub fn decode_any_base64(s: &str) -> Option<Vec<u8>> {
+    let t: String = s
+        .trim_end_matches('=')
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    URL_SAFE_NO_PAD.decode(t).ok()
+}
+
+/// A keyset cursor: the id of the last row of the previous page. Opaque to
+/// callers; anything that does not parse is invalid_argument.
+pub fn encode_cursor(last: [u8; 16]) -> String {
+    let mut b = Vec::with_capacity(17);
+    b.push(1u8);
+    b.extend_from_slice(&last);
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+pub fn decode_cursor(cursor: &str) -> Result<Option<[u8; 16]>> {
+    if cursor.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Error::invalid("The cursor does not parse; pass an empty cursor for the first page.");
+    let b = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
+    if b.len() != 17 || b[0] != 1 {
+        return Err(bad());
+    }
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&b[1..]);
+    Ok(Some(id))
+}
+
+/// page_size rules shared by every List method: 0 → 100, above 1000 → 1000.
+pub fn page_size(requested: i32) -> Result<usize> {
+    match requested {
+        n if n < 0 => Err(Error::invalid("page_size must not be negative.")),
+        0 => Ok(100),
+        n => Ok((n as usize).min(1000)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_garbage_is_rejected() {
+        let id = [7u8; 16];
+        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), Some(id));
+        assert_eq!(decode_cursor("").unwrap(), None);
+        assert!(decode_cursor("not a cursor!").is_err());
+        assert!(decode_cursor("AAAA").is_err());
+    }
+
+    #[test]
+    fn ids_accept_every_base64_flavour() {
+        let id = WorkspaceId::from_base64("AY+MHnorfD2eTxorPE1ebw==").unwrap();
+        assert_eq!(WorkspaceId::from_base64("AY-MHnorfD2eTxorPE1ebw").unwrap(), id);
+        assert_eq!(id.to_base64(), "AY+MHnorfD2eTxorPE1ebw==");
+        assert!(WorkspaceId::parse(&[1, 2, 3]).is_err());
+        assert!(WorkspaceId::parse(&[]).is_err());
+    }
+}

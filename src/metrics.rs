@@ -1,0 +1,120 @@
+//! Prometheus metrics: requests by method and code, a latency histogram per
+//! method, rate-limit rejections and open connections. Counters are atomics in
+//! fixed arrays indexed by method, so the hot path takes no lock.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use crate::error::Code;
+use crate::rpc::METHODS;
+
+/// Upper bounds in seconds.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+const CODES: usize = Code::ALL.len() + 1; // + "ok"
+
+struct MethodStats {
+    by_code: [AtomicU64; CODES],
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl MethodStats {
+    fn new() -> Self {
+        MethodStats {
+            by_code: std::array::from_fn(|_| AtomicU64::new(0)),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+        }
+    }
+}
+
+pub struct Metrics {
+    /// One per method, plus one for paths that are no method.
+    methods: Vec<MethodStats>,
+    pub rate_limited: AtomicU64,
+    pub open_connections: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            methods: (0..=METHODS.len()).map(|_| MethodStats::new()).collect(),
+            rate_limited: AtomicU64::new(0),
+            open_connections: AtomicI64::new(0),
+        }
+    }
+}
+
+fn code_index(code: Option<Code>) -> usize {
+    match code {
+        None => 0,
+        Some(c) => 1 + Code::ALL.iter().position(|x| *x == c).unwrap_or(0),
+    }
+}
+
+impl Metrics {
+    /// `method`: index into METHODS, or None for an unknown path.
+    pub fn record(&self, method: Option<usize>, code: Option<Code>, elapsed: Duration) {
+        let m = &self.methods[method.unwrap_or(METHODS.len()).min(METHODS.len())];
+        m.by_code[code_index(code)].fetch_add(1, Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            m.buckets[i].fetch_add(1, Relaxed);
+        }
+        m.count.fetch_add(1, Relaxed);
+        m.sum_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
+        if code == Some(Code::ResourceExhausted) {
+            self.rate_limited.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// The Prometheus text exposition; `sessions` are (state, count) pairs.
+    pub fn render(&self, sessions: &[(&str, i64)]) -> String {
+        let mut s = String::new();
+        let name = |i: usize| METHODS.get(i).map_or("unknown", |m| m.name);
+        s.push_str("# HELP proxyplane_requests_total Requests by method and Connect code.\n");
+        s.push_str("# TYPE proxyplane_requests_total counter\n");
+        for (i, m) in self.methods.iter().enumerate() {
+            for (ci, c) in m.by_code.iter().enumerate() {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    let code = if ci == 0 { "ok" } else { Code::ALL[ci - 1].as_str() };
+                    let _ = writeln!(s, "proxyplane_requests_total{{method=\"{}\",code=\"{code}\"}} {n}", name(i));
+                }
+            }
+        }
+        s.push_str("# HELP proxyplane_request_duration_seconds Request latency by method.\n");
+        s.push_str("# TYPE proxyplane_request_duration_seconds histogram\n");
+        for (i, m) in self.methods.iter().enumerate() {
+            let count = m.count.load(Relaxed);
+            if count == 0 {
+                continue;
+            }
+            let mut cum = 0;
+            for (b, n) in BUCKETS.iter().zip(&m.buckets) {
+                cum += n.load(Relaxed);
+                let _ = writeln!(s, "proxyplane_request_duration_seconds_bucket{{method=\"{}\",le=\"{b}\"}} {cum}", name(i));
+            }
+            let _ = writeln!(s, "proxyplane_request_duration_seconds_bucket{{method=\"{}\",le=\"+Inf\"}} {count}", name(i));
+            let _ = writeln!(s, "proxyplane_request_duration_seconds_sum{{method=\"{}\"}} {}", name(i), m.sum_micros.load(Relaxed) as f64 / 1e6);
+            let _ = writeln!(s, "proxyplane_request_duration_seconds_count{{method=\"{}\"}} {count}", name(i));
+        }
+        s.push_str("# HELP proxyplane_rate_limited_total Requests refused by a rate limiter.\n");
+        s.push_str("# TYPE proxyplane_rate_limited_total counter\n");
+        let _ = writeln!(s, "proxyplane_rate_limited_total {}", self.rate_limited.load(Relaxed));
+        s.push_str("# HELP proxyplane_open_connections Open HTTP connections.\n");
+        s.push_str("# TYPE proxyplane_open_connections gauge\n");
+        let _ = writeln!(s, "proxyplane_open_connections {}", self.open_connections.load(Relaxed));
+        s.push_str("# HELP proxyplane_sessions Sessions by state.\n");
+        s.push_str("# TYPE proxyplane_sessions gauge\n");
+        for (state, n) in sessions {
+            let _ = writeln!(s, "proxyplane_sessions{{state=\"{state}\"}} {n}");
+        }
+        s
+    }
+}

@@ -1,0 +1,193 @@
+//! The one table: method name → (who may call it, read-only or not,
+//! handler), and the synchronous path every call takes on a worker thread:
+//! authenticate, rate-limit, check the role, decode, run, encode.
+
+use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use rusqlite::Transaction;
+
+use crate::api;
+use crate::auth::{self, Access, Principal};
+use crate::config::Config;
+use crate::connect::{self, Call, Codec};
+use crate::crypto::Keyring;
+use crate::error::{Error, Result};
+use crate::ids::ApiKeyId;
+use crate::metrics::Metrics;
+use crate::ratelimit::Limiter;
+use crate::store;
+
+/// Everything a handler can reach, shared by all workers.
+pub struct State {
+    pub config: Config,
+    pub db: store::Pool,
+    pub keys: Keyring,
+    pub key_limiter: Limiter<ApiKeyId>,
+    pub ip_limiter: Limiter<IpAddr>,
+    pub metrics: Metrics,
+    pub shutting_down: AtomicBool,
+}
+
+/// One call in progress.
+pub struct Ctx<'a> {
+    pub state: &'a State,
+    pub conn: &'a mut store::Conn,
+    pub principal: Principal,
+    pub deadline: Option<Instant>,
+}
+
+impl Ctx<'_> {
+    pub fn read<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        store::read(self.conn, f)
+    }
+    pub fn write<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        store::write(self.conn, self.deadline, f)
+    }
+}
+
+type Run = fn(&mut Ctx, Codec, &[u8]) -> Result<Vec<u8>>;
+
+pub struct Method {
+    pub name: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    /// NO_SIDE_EFFECTS in the proto: also served over Connect GET.
+    pub read_only: bool,
+    pub run: Run,
+}
+
+fn typed<Req, Resp>(ctx: &mut Ctx, codec: Codec, body: &[u8], f: fn(&mut Ctx, Req) -> Result<Resp>) -> Result<Vec<u8>>
+where
+    Req: prost::Message + serde::de::DeserializeOwned + Default,
+    Resp: prost::Message + serde::Serialize,
+{
+    let req = connect::decode::<Req>(codec, body)?;
+    let resp = f(ctx, req)?;
+    connect::encode(codec, &resp)
+}
+
+macro_rules! methods {
+    ($($name:ident => $access:ident, $ro:expr, $handler:path;)*) => {
+        pub static METHODS: &[Method] = &[$(
+            Method {
+                name: stringify!($name),
+                path: concat!("/proxies.v1.Proxies/", stringify!($name)),
+                access: Access::$access,
+                read_only: $ro,
+                run: {
+                    fn run(ctx: &mut Ctx, codec: Codec, body: &[u8]) -> Result<Vec<u8>> {
+                        typed(ctx, codec, body, $handler)
+                    }
+                    run
+                },
+            },
+        )*];
+    };
+}
+
+const R: bool = true;
+const W: bool = false;
+
+methods! {
+    CreateWorkspace => Admin, W, api::workspaces::create;
+    GetWorkspace => Read, R, api::workspaces::get;
+    ListWorkspaces => Read, R, api::workspaces::list;
+    UpdateWorkspace => Owner, W, api::workspaces::update;
+    DeleteWorkspace => Admin, W, api::workspaces::delete;
+    CreateApiKey => Owner, W, api::api_keys::create;
+    ListApiKeys => Owner, R, api::api_keys::list;
+    RevokeApiKey => Owner, W, api::api_keys::revoke;
+    ConnectProvider => Owner, W, api::providers::connect;
+    GetProvider => Read, R, api::providers::get;
+    ListProviders => Read, R, api::providers::list;
+    UpdateProvider => Owner, W, api::providers::update;
+    DisconnectProvider => Owner, W, api::providers::disconnect;
+    CreatePool => Edit, W, api::pools::create;
+    GetPool => Read, R, api::pools::get;
+    ListPools => Read, R, api::pools::list;
+    UpdatePool => Edit, W, api::pools::update;
+    DeletePool => Edit, W, api::pools::delete;
+    CreateSession => Edit, W, api::sessions::create;
+    BulkCreateSessions => Edit, W, api::sessions::bulk_create;
+    GetSession => Read, R, api::sessions::get;
+    BatchGetSessions => Read, R, api::sessions::batch_get;
+    ListSessions => Read, R, api::sessions::list;
+    UpdateSession => Edit, W, api::sessions::update;
+    DeleteSession => Edit, W, api::sessions::delete;
+    ReportSessionResult => Resolve, W, api::sessions::report_result;
+    CreateAssignment => Edit, W, api::assignments::create;
+    GetAssignment => Read, R, api::assignments::get;
+    ListAssignments => Read, R, api::assignments::list;
+    UpdateAssignment => Edit, W, api::assignments::update;
+    RebindAssignment => Edit, W, api::assignments::rebind;
+    DeleteAssignment => Edit, W, api::assignments::delete;
+    ResolveProxy => Resolve, W, api::assignments::resolve;
+    RotateWorkspaceKey => Owner, W, api::providers::rotate_workspace_key;
+}
+
+/// The index of the method a path names.
+pub fn lookup(path: &str) -> Option<usize> {
+    let name = path.strip_prefix("/proxies.v1.Proxies/")?;
+    METHODS.iter().position(|m| m.name == name)
+}
+
+/// A finished call, ready for the edge to send.
+pub struct Reply {
+    pub body: Vec<u8>,
+    pub gzipped: bool,
+}
+
+/// Runs one call on the calling (worker) thread.
+pub fn handle(state: &State, method: &Method, call: &Call, body: &[u8], peer: IpAddr) -> Result<Reply> {
+    if call.deadline.is_some_and(|d| Instant::now() >= d) {
+        return Err(Error::deadline());
+    }
+    let Some(secret) = auth::bearer(call.authorization.as_deref()) else {
+        state.ip_limiter.take(peer).map_err(Error::rate_limited)?;
+        return Err(Error::unauthenticated());
+    };
+    // A client that keeps failing authentication is slowed down before its
+    // next key is even looked at.
+    state.ip_limiter.check(peer).map_err(Error::rate_limited)?;
+    let mut conn = state.db.get()?;
+    let principal = match auth::authenticate(&conn, state.keys.master(), secret) {
+        Ok(p) => p,
+        Err(e) => {
+            if e.code == crate::error::Code::Unauthenticated {
+                let _ = state.ip_limiter.take(peer);
+            }
+            return Err(e);
+        }
+    };
+    state.key_limiter.take(principal.key_id).map_err(Error::rate_limited)?;
+    if !method.access.allows(principal.role) {
+        return Err(Error::denied());
+    }
+    let limit = state.config.max_body_bytes;
+    let plain;
+    let body = if call.gzip_body {
+        plain = connect::gunzip(body, limit)?;
+        &plain[..]
+    } else {
+        body
+    };
+    let mut ctx = Ctx {
+        state,
+        conn: &mut conn,
+        principal,
+        deadline: call.deadline,
+    };
+    let out = (method.run)(&mut ctx, call.codec, body)?;
+    if call.accept_gzip && out.len() >= connect::GZIP_MIN_BYTES {
+        return Ok(Reply {
+            body: connect::gzip(&out),
+            gzipped: true,
+        });
+    }
+    Ok(Reply {
+        body: out,
+        gzipped: false,
+    })
+}
