@@ -132,7 +132,8 @@ pub fn authenticate(c: &Connection, master: &MasterKey, secret: &str) -> Result<
     if key.revoked {
         return Err(Error::unauthenticated());
     }
-    let role = Role::from_i32(key.role).ok_or_else(|| Error::internal("stored key has an unknown role"))?;
+    let role = Role::from_i32(key.role)
+        .ok_or_else(|| Error::internal("stored key has an unknown role"))?;
     let now = store::now_ms();
     if key.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY_MS) {
         // Best effort: a busy database must not fail the request over this.
@@ -161,7 +162,10 @@ mod tests {
             (Viewer, [false, false, false, false, true]),
         ];
         for (role, allowed) in table {
-            for (access, want) in [Access::Admin, Owner, Edit, Resolve, Read].iter().zip(allowed) {
+            for (access, want) in [Access::Admin, Owner, Edit, Resolve, Read]
+                .iter()
+                .zip(allowed)
+            {
                 assert_eq!(access.allows(role), want, "{role:?} {access:?}");
             }
         }

@@ -195,7 +195,10 @@ pub fn load(o: &Overrides, env: &BTreeMap<String, String>) -> Result<Config, Str
     })?;
     let data_dir = PathBuf::from(string("data_dir")?);
     if data_dir.as_os_str().is_empty() {
-        return Err(format!("data_dir (from {}) must not be empty", get("data_dir").1));
+        return Err(format!(
+            "data_dir (from {}) must not be empty",
+            get("data_dir").1
+        ));
     }
     let mk = string("master_key_file")?;
     let master_key_file = if mk.is_empty() {
@@ -263,7 +266,10 @@ fn key_list() -> String {
 /// Environment and flag values are strings; read them as the TOML type the
 /// key's default has, so `PROXYPLANE_WORKERS=8` is a number.
 fn env_value(key: &str, raw: &str) -> toml::Value {
-    let default = KEYS.iter().find(|(k, _)| *k == key).map_or("\"\"", |(_, d)| d);
+    let default = KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or("\"\"", |(_, d)| d);
     if default.starts_with('"') {
         return toml::Value::String(raw.to_owned());
     }
@@ -282,7 +288,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -304,7 +313,10 @@ mod tests {
         };
         let c = load(
             &o,
-            &env(&[("PROXYPLANE_LISTEN", "127.0.0.1:7777"), ("PROXYPLANE_WORKERS", "3")]),
+            &env(&[
+                ("PROXYPLANE_LISTEN", "127.0.0.1:7777"),
+                ("PROXYPLANE_WORKERS", "3"),
+            ]),
         )
         .unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:9999");
@@ -313,11 +325,22 @@ mod tests {
 
     #[test]
     fn bad_values_and_unknown_env_names_are_sentences() {
-        let e = load(&Overrides::default(), &env(&[("PROXYPLANE_WORKERS", "many")])).unwrap_err();
-        assert!(e.contains("workers") && e.contains("PROXYPLANE_WORKERS"), "{e}");
+        let e = load(
+            &Overrides::default(),
+            &env(&[("PROXYPLANE_WORKERS", "many")]),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("workers") && e.contains("PROXYPLANE_WORKERS"),
+            "{e}"
+        );
         let e = load(&Overrides::default(), &env(&[("PROXYPLANE_LISTN", "x")])).unwrap_err();
         assert!(e.contains("PROXYPLANE_LISTN"), "{e}");
-        let e = load(&Overrides::default(), &env(&[("PROXYPLANE_LISTEN", "nowhere")])).unwrap_err();
+        let e = load(
+            &Overrides::default(),
+            &env(&[("PROXYPLANE_LISTEN", "nowhere")]),
+        )
+        .unwrap_err();
         assert!(e.contains("127.0.0.1:8080"), "{e}");
     }
 }

@@ -27,7 +27,12 @@ impl Codec {
 
     /// From a Content-Type header (`; charset=...` ignored).
     pub fn from_content_type(ct: &str) -> Option<Codec> {
-        let base = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let base = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match base.as_str() {
             "application/json" => Some(Codec::Json),
             "application/proto" => Some(Codec::Proto),
@@ -127,7 +132,9 @@ fn deadline(v: Option<&str>, now: Instant) -> Result<Option<Instant>> {
             "Connect-Timeout-Ms must be a positive whole number of milliseconds (at most 10 digits).",
         ));
     }
-    let ms: u64 = v.parse().map_err(|_| Error::invalid("bad Connect-Timeout-Ms"))?;
+    let ms: u64 = v
+        .parse()
+        .map_err(|_| Error::invalid("bad Connect-Timeout-Ms"))?;
     Ok(Some(now + Duration::from_millis(ms)))
 }
 
@@ -170,7 +177,9 @@ pub fn parse_get(query: &str, h: &Headers, now: Instant) -> Result<(Call, Vec<u8
     let mut compression_name = None;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v).ok_or_else(|| Error::invalid(format!("query parameter {k} is not valid percent-encoding")))?;
+        let v = percent_decode(v).ok_or_else(|| {
+            Error::invalid(format!("query parameter {k} is not valid percent-encoding"))
+        })?;
         match k {
             "encoding" => encoding = Some(String::from_utf8_lossy(&v).into_owned()),
             "message" => message = Some(v),
@@ -184,13 +193,15 @@ pub fn parse_get(query: &str, h: &Headers, now: Instant) -> Result<(Call, Vec<u8
             _ => {}
         }
     }
-    let codec = encoding.as_deref().and_then(Codec::from_encoding).ok_or_else(|| {
-        Reject::http(415, "Connect GET needs encoding=json or encoding=proto.")
-    })?;
+    let codec = encoding
+        .as_deref()
+        .and_then(Codec::from_encoding)
+        .ok_or_else(|| Reject::http(415, "Connect GET needs encoding=json or encoding=proto."))?;
     protocol_version(h.protocol_version)?;
     let mut body = message.unwrap_or_default();
     if base64 {
-        let text = std::str::from_utf8(&body).map_err(|_| Error::invalid("message is not base64"))?;
+        let text =
+            std::str::from_utf8(&body).map_err(|_| Error::invalid("message is not base64"))?;
         body = crate::ids::decode_any_base64(text)
             .ok_or_else(|| Error::invalid("message is not valid base64"))?;
     }
@@ -255,7 +266,10 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>> {
 
 pub fn gzip(body: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let mut e = GzEncoder::new(Vec::with_capacity(body.len() / 2 + 64), flate2::Compression::fast());
+    let mut e = GzEncoder::new(
+        Vec::with_capacity(body.len() / 2 + 64),
+        flate2::Compression::fast(),
+    );
     let _ = e.write_all(body);
     e.finish().unwrap_or_default()
 }
@@ -263,17 +277,24 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
 /// Responses at least this large are gzipped when the client accepts it.
 pub const GZIP_MIN_BYTES: usize = 1024;
 
-pub fn decode<M: prost::Message + DeserializeOwned + Default>(codec: Codec, body: &[u8]) -> Result<M> {
+pub fn decode<M: prost::Message + DeserializeOwned + Default>(
+    codec: Codec,
+    body: &[u8],
+) -> Result<M> {
     match codec {
         Codec::Json => {
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(M::default());
             }
-            serde_json::from_slice(body)
-                .map_err(|e| Error::invalid(format!("The request body is not a valid JSON message: {e}")))
+            serde_json::from_slice(body).map_err(|e| {
+                Error::invalid(format!("The request body is not a valid JSON message: {e}"))
+            })
         }
-        Codec::Proto => M::decode(body)
-            .map_err(|e| Error::invalid(format!("The request body is not a valid protobuf message: {e}"))),
+        Codec::Proto => M::decode(body).map_err(|e| {
+            Error::invalid(format!(
+                "The request body is not a valid protobuf message: {e}"
+            ))
+        }),
     }
 }
 
@@ -291,7 +312,10 @@ mod tests {
     #[test]
     fn timeout_header_must_be_digits() {
         let now = Instant::now();
-        assert_eq!(deadline(Some("250"), now).unwrap(), Some(now + Duration::from_millis(250)));
+        assert_eq!(
+            deadline(Some("250"), now).unwrap(),
+            Some(now + Duration::from_millis(250))
+        );
         for bad in ["", "-1", "1.5", "abc", "12345678901"] {
             assert!(deadline(Some(bad), now).is_err(), "{bad}");
         }
@@ -310,7 +334,10 @@ mod tests {
         let big = vec![0u8; 100_000];
         let z = gzip(&big);
         assert_eq!(gunzip(&z, 100_000).unwrap().len(), 100_000);
-        assert_eq!(gunzip(&z, 99_999).unwrap_err().code, Code::ResourceExhausted);
+        assert_eq!(
+            gunzip(&z, 99_999).unwrap_err().code,
+            Code::ResourceExhausted
+        );
         assert_eq!(gunzip(b"nope", 10).unwrap_err().code, Code::InvalidArgument);
     }
 

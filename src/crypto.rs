@@ -52,7 +52,8 @@ impl MasterKey {
         let key = SecretKey::from_slice(bytes).map_err(|_| "must be 32 bytes".to_string())?;
         // The pepper for API key hashes is derived from the master key, so it
         // is kept with it (and backed up with it) without another file.
-        let mac_key = orion::auth::SecretKey::from_slice(bytes).map_err(|_| "bad key".to_string())?;
+        let mac_key =
+            orion::auth::SecretKey::from_slice(bytes).map_err(|_| "bad key".to_string())?;
         let derived = orion::auth::authenticate(&mac_key, b"proxyplane api-key pepper v1")
             .map_err(|_| "bad key".to_string())?;
         let pepper = orion::auth::SecretKey::from_slice(derived.unprotected_as_bytes())
@@ -64,9 +65,13 @@ impl MasterKey {
     /// neither exists and `create` is set, makes a new one (file mode 0600).
     pub fn load(path: &Path, env: Option<&str>, create: bool) -> Result<Self, String> {
         if let Some(v) = env {
-            let bytes = STANDARD.decode(v.trim()).ok().filter(|b| b.len() == 32).ok_or(
-                "PROXYPLANE_MASTER_KEY must be 32 bytes in standard base64 (44 characters)",
-            )?;
+            let bytes = STANDARD
+                .decode(v.trim())
+                .ok()
+                .filter(|b| b.len() == 32)
+                .ok_or(
+                    "PROXYPLANE_MASTER_KEY must be 32 bytes in standard base64 (44 characters)",
+                )?;
             return Self::from_bytes(&bytes);
         }
         match std::fs::read_to_string(path) {
@@ -160,10 +165,16 @@ impl Keyring {
         &self.master
     }
 
-    /// A fresh data key for (workspace, version), wrapped under the master key.
-    pub fn new_wrapped_data_key(&self, ws: WorkspaceId, version: u32) -> Vec<u8> {
+    /// A fresh data key for (workspace, version): the key and its wrapped
+    /// form. Not cached: the transaction that stores it may still roll back.
+    pub fn new_data_key(&self, ws: WorkspaceId, version: u32) -> (Vec<u8>, SecretKey) {
         let key = SecretKey::generate();
-        seal_raw(&self.master.key, key.unprotected_as_bytes(), &data_key_aad(ws, version))
+        let wrapped = seal_raw(
+            &self.master.key,
+            key.unprotected_as_bytes(),
+            &data_key_aad(ws, version),
+        );
+        (wrapped, key)
     }
 
     /// The data key of (workspace, version); `load` fetches the wrapped bytes
@@ -181,7 +192,8 @@ impl Keyring {
         let raw = open_raw(&self.master.key, &wrapped, &data_key_aad(ws, version))
             .ok_or_else(|| Error::internal(format!("data key {ws} v{version} does not open")))?;
         let key = Arc::new(
-            SecretKey::from_slice(&raw).map_err(|_| Error::internal("data key has a bad length"))?,
+            SecretKey::from_slice(&raw)
+                .map_err(|_| Error::internal("data key has a bad length"))?,
         );
         self.lock().insert((ws, version), key.clone());
         Ok(key)
@@ -198,7 +210,13 @@ impl Keyring {
 }
 
 /// Seals a secret of a row under a data key: `version (4 bytes BE) || nonce || ciphertext+tag`.
-pub fn seal_secret(key: &SecretKey, version: u32, row_id: &[u8; 16], column: &str, plaintext: &[u8]) -> Vec<u8> {
+pub fn seal_secret(
+    key: &SecretKey,
+    version: u32,
+    row_id: &[u8; 16],
+    column: &str,
+    plaintext: &[u8],
+) -> Vec<u8> {
     let mut out = version.to_be_bytes().to_vec();
     out.extend(seal_raw(key, plaintext, &secret_aad(row_id, column)));
     out
@@ -211,9 +229,18 @@ pub fn sealed_version(blob: &[u8]) -> Result<u32> {
         .ok_or_else(|| Error::internal("sealed secret too short"))
 }
 
-pub fn open_secret(key: &SecretKey, row_id: &[u8; 16], column: &str, blob: &[u8]) -> Result<Vec<u8>> {
-    open_raw(key, blob.get(4..).unwrap_or_default(), &secret_aad(row_id, column))
-        .ok_or_else(|| Error::internal(format!("sealed {column} of a row does not open")))
+pub fn open_secret(
+    key: &SecretKey,
+    row_id: &[u8; 16],
+    column: &str,
+    blob: &[u8],
+) -> Result<Vec<u8>> {
+    open_raw(
+        key,
+        blob.get(4..).unwrap_or_default(),
+        &secret_aad(row_id, column),
+    )
+    .ok_or_else(|| Error::internal(format!("sealed {column} of a row does not open")))
 }
 
 /// A new API key secret: `pp_` and 43 characters of URL-safe base64 (32 random bytes).
@@ -241,7 +268,10 @@ mod tests {
     fn a_secret_sealed_for_one_row_does_not_open_on_another() {
         let k = SecretKey::generate();
         let blob = seal_secret(&k, 1, &[1; 16], "password", b"s3cr3t");
-        assert_eq!(open_secret(&k, &[1; 16], "password", &blob).unwrap(), b"s3cr3t");
+        assert_eq!(
+            open_secret(&k, &[1; 16], "password", &blob).unwrap(),
+            b"s3cr3t"
+        );
         assert!(open_secret(&k, &[2; 16], "password", &blob).is_err());
         assert!(open_secret(&k, &[1; 16], "credentials", &blob).is_err());
         assert_eq!(sealed_version(&blob).unwrap(), 1);
@@ -258,7 +288,12 @@ mod tests {
     fn api_key_hash_is_keyed() {
         let a = master().hash_api_key("pp_x");
         assert_eq!(a, master().hash_api_key("pp_x"));
-        assert_ne!(a, MasterKey::from_bytes(&[8u8; 32]).unwrap().hash_api_key("pp_x"));
+        assert_ne!(
+            a,
+            MasterKey::from_bytes(&[8u8; 32])
+                .unwrap()
+                .hash_api_key("pp_x")
+        );
         assert!(new_api_key_secret().starts_with("pp_"));
         assert_eq!(new_api_key_secret().len(), 46);
     }

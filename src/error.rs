@@ -192,15 +192,15 @@ impl From<rusqlite::Error> for Error {
         if let rusqlite::Error::SqliteFailure(f, _) = &e {
             match f.code {
                 ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
-                    return Error::unavailable(
-                        "The database is busy; retry in a moment.",
-                    )
+                    return Error::unavailable("The database is busy; retry in a moment.")
                 }
                 ErrorCode::ConstraintViolation => {
                     if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                         || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
                     {
-                        return Error::exists("A resource with these unique fields already exists.");
+                        return Error::exists(
+                            "A resource with these unique fields already exists.",
+                        );
                     }
                     if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY {
                         return Error::precondition(

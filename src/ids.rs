@@ -12,6 +12,7 @@ macro_rules! id_type {
         #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(pub [u8; 16]);
 
+        #[allow(dead_code)]
         impl $name {
             /// A fresh time-ordered id.
             pub fn generate() -> Self {
@@ -119,7 +120,8 @@ pub fn decode_cursor(cursor: &str) -> Result<Option<[u8; 16]>> {
     if cursor.is_empty() {
         return Ok(None);
     }
-    let bad = || Error::invalid("The cursor does not parse; pass an empty cursor for the first page.");
+    let bad =
+        || Error::invalid("The cursor does not parse; pass an empty cursor for the first page.");
     let b = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     if b.len() != 17 || b[0] != 1 {
         return Err(bad());
@@ -154,7 +156,10 @@ mod tests {
     #[test]
     fn ids_accept_every_base64_flavour() {
         let id = WorkspaceId::from_base64("AY+MHnorfD2eTxorPE1ebw==").unwrap();
-        assert_eq!(WorkspaceId::from_base64("AY-MHnorfD2eTxorPE1ebw").unwrap(), id);
+        assert_eq!(
+            WorkspaceId::from_base64("AY-MHnorfD2eTxorPE1ebw").unwrap(),
+            id
+        );
         assert_eq!(id.to_base64(), "AY+MHnorfD2eTxorPE1ebw==");
         assert!(WorkspaceId::parse(&[1, 2, 3]).is_err());
         assert!(WorkspaceId::parse(&[]).is_err());

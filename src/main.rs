@@ -66,7 +66,10 @@ fn run() -> Result<ExitCode, String> {
             let (pool, _) = open(&config, master_env)?;
             let conn = pool.get().map_err(|e| e.to_string())?;
             if file.exists() {
-                return Err(format!("{} exists already; choose a new file", file.display()));
+                return Err(format!(
+                    "{} exists already; choose a new file",
+                    file.display()
+                ));
             }
             conn.backup(rusqlite::MAIN_DB, &file, None)
                 .map_err(|e| format!("backup to {} failed: {e}", file.display()))?;
@@ -82,7 +85,10 @@ fn run() -> Result<ExitCode, String> {
 /// first start needs) and checks that the key belongs to the database.
 fn open(config: &Config, master_env: Option<&str>) -> Result<(store::Pool, Keyring), String> {
     create_data_dir(&config.data_dir)?;
-    let pool = store::open(&config::db_path(&config.data_dir), config.workers as u32 + 2)?;
+    let pool = store::open(
+        &config::db_path(&config.data_dir),
+        config.workers as u32 + 2,
+    )?;
     let conn = pool.get().map_err(|e| format!("database: {e}"))?;
     let check = store::meta_get(&conn, "master_check").map_err(|e| format!("database: {e}"))?;
     let master = MasterKey::load(&config.master_key_file, master_env, check.is_none())?;
@@ -128,7 +134,10 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
             let _ = std::fs::remove_file(&path);
             crypto::write_private(&path, format!("{secret}\n").as_bytes())
                 .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            info!("empty database: created an ADMIN key and wrote it to {}", path.display());
+            info!(
+                "empty database: created an ADMIN key and wrote it to {}",
+                path.display()
+            );
         }
     }
     let listener = std::net::TcpListener::bind(config.listen)
@@ -147,7 +156,10 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
     );
     let state = Arc::new(rpc::State {
         key_limiter: ratelimit::Limiter::new(config.rate_limit_per_second, config.rate_limit_burst),
-        ip_limiter: ratelimit::Limiter::new(config.auth_failure_rate_per_second, config.auth_failure_burst),
+        ip_limiter: ratelimit::Limiter::new(
+            config.auth_failure_rate_per_second,
+            config.auth_failure_burst,
+        ),
         metrics: metrics::Metrics::default(),
         shutting_down: AtomicBool::new(false),
         db: pool,
@@ -174,7 +186,8 @@ fn check(config: &Config, master_env: Option<&str>) -> Result<ExitCode, String> 
         return Err(format!("database integrity check failed: {integrity}"));
     }
     println!("database: ok");
-    let n = api::providers::verify_all_data_keys(&conn, &keyring).map_err(|e| format!("master key: {e}"))?;
+    let n = api::providers::verify_all_data_keys(&conn, &keyring)
+        .map_err(|e| format!("master key: {e}"))?;
     println!("master key: ok ({n} data keys open)");
     Ok(ExitCode::SUCCESS)
 }
@@ -187,14 +200,21 @@ fn keys(config: &Config, master_env: Option<&str>, cmd: KeysCommand) -> Result<E
             let (ws, role) = if k.admin {
                 (None, Role::Admin)
             } else {
-                let ws = k.workspace.as_deref().ok_or("give --admin, or --workspace ID --role ROLE")?;
-                let ws = WorkspaceId::from_base64(ws).ok_or_else(|| format!("--workspace {ws:?} is not a workspace id (base64 of 16 bytes)"))?;
+                let ws = k
+                    .workspace
+                    .as_deref()
+                    .ok_or("give --admin, or --workspace ID --role ROLE")?;
+                let ws = WorkspaceId::from_base64(ws).ok_or_else(|| {
+                    format!("--workspace {ws:?} is not a workspace id (base64 of 16 bytes)")
+                })?;
                 let role = k.role.as_deref().and_then(Role::parse).filter(|r| *r != Role::Admin).ok_or(
                     "--role must be one of OWNER, EDITOR, RESOLVER, VIEWER (use --admin for an ADMIN key)",
                 )?;
                 (Some(ws), role)
             };
-            let name = k.name.unwrap_or_else(|| format!("{} key (cli)", role.name().to_lowercase()));
+            let name = k
+                .name
+                .unwrap_or_else(|| format!("{} key (cli)", role.name().to_lowercase()));
             let (_, secret) = store::write(&mut conn, None, |tx| {
                 if let Some(w) = ws {
                     if !store::workspaces::exists(tx, w)? {
@@ -207,13 +227,15 @@ fn keys(config: &Config, master_env: Option<&str>, cmd: KeysCommand) -> Result<E
             println!("{secret}");
         }
         KeysCommand::List => {
-            let rows = store::read(&mut conn, |tx| api::api_keys::list_all(tx)).map_err(|e| e.message)?;
+            let rows =
+                store::read(&mut conn, |tx| api::api_keys::list_all(tx)).map_err(|e| e.message)?;
             for k in rows {
                 println!("{k}");
             }
         }
         KeysCommand::Revoke { id } => {
-            let key = ApiKeyId::from_base64(&id).ok_or_else(|| format!("{id:?} is not a key id"))?;
+            let key =
+                ApiKeyId::from_base64(&id).ok_or_else(|| format!("{id:?} is not a key id"))?;
             let found = store::write(&mut conn, None, |tx| {
                 let found = store::api_keys::get(tx, key)?.is_some();
                 store::api_keys::revoke(tx, key, store::now_ms())?;
@@ -229,19 +251,28 @@ fn keys(config: &Config, master_env: Option<&str>, cmd: KeysCommand) -> Result<E
     Ok(ExitCode::SUCCESS)
 }
 
-fn workspaces(config: &Config, master_env: Option<&str>, cmd: WorkspacesCommand) -> Result<ExitCode, String> {
+fn workspaces(
+    config: &Config,
+    master_env: Option<&str>,
+    cmd: WorkspacesCommand,
+) -> Result<ExitCode, String> {
     let (pool, keyring) = open(config, master_env)?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     match cmd {
         WorkspacesCommand::Create { name } => {
-            let ws = store::write(&mut conn, None, |tx| api::workspaces::create_workspace(tx, &keyring, &name))
-                .map_err(|e| e.message)?;
+            let ws = store::write(&mut conn, None, |tx| {
+                api::workspaces::create_workspace(tx, &keyring, &name)
+            })
+            .map_err(|e| e.message)?;
             println!("{}", WorkspaceId::parse(&ws.id).map_err(|e| e.message)?);
         }
         WorkspacesCommand::List => {
             let mut cursor = None;
             loop {
-                let page = store::read(&mut conn, |tx| store::workspaces::list(tx, None, cursor, 1000)).map_err(|e| e.message)?;
+                let page = store::read(&mut conn, |tx| {
+                    store::workspaces::list(tx, None, cursor, 1000)
+                })
+                .map_err(|e| e.message)?;
                 for w in &page.items {
                     let id = WorkspaceId::parse(&w.id).map_err(|e| e.message)?;
                     println!("{id}\t{}", w.name);

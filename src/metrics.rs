@@ -83,8 +83,16 @@ impl Metrics {
             for (ci, c) in m.by_code.iter().enumerate() {
                 let n = c.load(Relaxed);
                 if n > 0 {
-                    let code = if ci == 0 { "ok" } else { Code::ALL[ci - 1].as_str() };
-                    let _ = writeln!(s, "proxyplane_requests_total{{method=\"{}\",code=\"{code}\"}} {n}", name(i));
+                    let code = if ci == 0 {
+                        "ok"
+                    } else {
+                        Code::ALL[ci - 1].as_str()
+                    };
+                    let _ = writeln!(
+                        s,
+                        "proxyplane_requests_total{{method=\"{}\",code=\"{code}\"}} {n}",
+                        name(i)
+                    );
                 }
             }
         }
@@ -98,18 +106,43 @@ impl Metrics {
             let mut cum = 0;
             for (b, n) in BUCKETS.iter().zip(&m.buckets) {
                 cum += n.load(Relaxed);
-                let _ = writeln!(s, "proxyplane_request_duration_seconds_bucket{{method=\"{}\",le=\"{b}\"}} {cum}", name(i));
+                let _ = writeln!(
+                    s,
+                    "proxyplane_request_duration_seconds_bucket{{method=\"{}\",le=\"{b}\"}} {cum}",
+                    name(i)
+                );
             }
-            let _ = writeln!(s, "proxyplane_request_duration_seconds_bucket{{method=\"{}\",le=\"+Inf\"}} {count}", name(i));
-            let _ = writeln!(s, "proxyplane_request_duration_seconds_sum{{method=\"{}\"}} {}", name(i), m.sum_micros.load(Relaxed) as f64 / 1e6);
-            let _ = writeln!(s, "proxyplane_request_duration_seconds_count{{method=\"{}\"}} {count}", name(i));
+            let _ = writeln!(
+                s,
+                "proxyplane_request_duration_seconds_bucket{{method=\"{}\",le=\"+Inf\"}} {count}",
+                name(i)
+            );
+            let _ = writeln!(
+                s,
+                "proxyplane_request_duration_seconds_sum{{method=\"{}\"}} {}",
+                name(i),
+                m.sum_micros.load(Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                s,
+                "proxyplane_request_duration_seconds_count{{method=\"{}\"}} {count}",
+                name(i)
+            );
         }
         s.push_str("# HELP proxyplane_rate_limited_total Requests refused by a rate limiter.\n");
         s.push_str("# TYPE proxyplane_rate_limited_total counter\n");
-        let _ = writeln!(s, "proxyplane_rate_limited_total {}", self.rate_limited.load(Relaxed));
+        let _ = writeln!(
+            s,
+            "proxyplane_rate_limited_total {}",
+            self.rate_limited.load(Relaxed)
+        );
         s.push_str("# HELP proxyplane_open_connections Open HTTP connections.\n");
         s.push_str("# TYPE proxyplane_open_connections gauge\n");
-        let _ = writeln!(s, "proxyplane_open_connections {}", self.open_connections.load(Relaxed));
+        let _ = writeln!(
+            s,
+            "proxyplane_open_connections {}",
+            self.open_connections.load(Relaxed)
+        );
         s.push_str("# HELP proxyplane_sessions Sessions by state.\n");
         s.push_str("# TYPE proxyplane_sessions gauge\n");
         for (state, n) in sessions {

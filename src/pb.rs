@@ -156,8 +156,14 @@ mod tests {
     fn timestamps_end_in_z_with_protojson_fraction_digits() {
         let t = Timestamp::parse_rfc3339("2026-06-29T10:15:00Z").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-06-29T10:15:00Z");
-        assert_eq!(Timestamp::from_millis(1_500).to_rfc3339(), "1970-01-01T00:00:01.500Z");
-        let t = Timestamp { seconds: 0, nanos: 1_000 };
+        assert_eq!(
+            Timestamp::from_millis(1_500).to_rfc3339(),
+            "1970-01-01T00:00:01.500Z"
+        );
+        let t = Timestamp {
+            seconds: 0,
+            nanos: 1_000,
+        };
         assert_eq!(t.to_rfc3339(), "1970-01-01T00:00:00.000001Z");
         let t = Timestamp::parse_rfc3339("2026-06-29T12:15:00.25+02:00").unwrap();
         assert_eq!(t.to_rfc3339(), "2026-06-29T10:15:00.250Z");

@@ -51,14 +51,18 @@ type Run = fn(&mut Ctx, Codec, &[u8]) -> Result<Vec<u8>>;
 
 pub struct Method {
     pub name: &'static str,
-    pub path: &'static str,
     pub access: Access,
     /// NO_SIDE_EFFECTS in the proto: also served over Connect GET.
     pub read_only: bool,
     pub run: Run,
 }
 
-fn typed<Req, Resp>(ctx: &mut Ctx, codec: Codec, body: &[u8], f: fn(&mut Ctx, Req) -> Result<Resp>) -> Result<Vec<u8>>
+fn typed<Req, Resp>(
+    ctx: &mut Ctx,
+    codec: Codec,
+    body: &[u8],
+    f: fn(&mut Ctx, Req) -> Result<Resp>,
+) -> Result<Vec<u8>>
 where
     Req: prost::Message + serde::de::DeserializeOwned + Default,
     Resp: prost::Message + serde::Serialize,
@@ -73,7 +77,6 @@ macro_rules! methods {
         pub static METHODS: &[Method] = &[$(
             Method {
                 name: stringify!($name),
-                path: concat!("/proxies.v1.Proxies/", stringify!($name)),
                 access: Access::$access,
                 read_only: $ro,
                 run: {
@@ -140,7 +143,13 @@ pub struct Reply {
 }
 
 /// Runs one call on the calling (worker) thread.
-pub fn handle(state: &State, method: &Method, call: &Call, body: &[u8], peer: IpAddr) -> Result<Reply> {
+pub fn handle(
+    state: &State,
+    method: &Method,
+    call: &Call,
+    body: &[u8],
+    peer: IpAddr,
+) -> Result<Reply> {
     if call.deadline.is_some_and(|d| Instant::now() >= d) {
         return Err(Error::deadline());
     }
@@ -161,7 +170,10 @@ pub fn handle(state: &State, method: &Method, call: &Call, body: &[u8], peer: Ip
             return Err(e);
         }
     };
-    state.key_limiter.take(principal.key_id).map_err(Error::rate_limited)?;
+    state
+        .key_limiter
+        .take(principal.key_id)
+        .map_err(Error::rate_limited)?;
     if !method.access.allows(principal.role) {
         return Err(Error::denied());
     }

@@ -39,13 +39,18 @@ pub fn run(state: Arc<State>, listener: std::net::TcpListener) -> Result<(), Str
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let result = rt.block_on(serve(state.clone(), listener));
-    rt.shutdown_timeout(Duration::from_secs(state.config.shutdown_timeout_seconds.max(1)));
+    rt.shutdown_timeout(Duration::from_secs(
+        state.config.shutdown_timeout_seconds.max(1),
+    ));
     result
 }
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers we cannot shut down gracefully; serve on.
         std::future::pending::<()>().await;
         return;
@@ -60,7 +65,8 @@ async fn serve(state: Arc<State>, listener: std::net::TcpListener) -> Result<(),
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("listener: {e}"))?;
-    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
+    let listener =
+        tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
     let slots = Arc::new(Semaphore::new(state.config.max_connections));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
@@ -82,11 +88,20 @@ async fn serve(state: Arc<State>, listener: std::net::TcpListener) -> Result<(),
             },
             _ = &mut signal => break,
         };
-        conns.spawn(connection(state.clone(), stream, peer, stop_rx.clone(), permit));
+        conns.spawn(connection(
+            state.clone(),
+            stream,
+            peer,
+            stop_rx.clone(),
+            permit,
+        ));
         while conns.try_join_next().is_some() {}
     }
     drop(listener);
-    info!("shutting down: no new connections; finishing {} open ones", conns.len());
+    info!(
+        "shutting down: no new connections; finishing {} open ones",
+        conns.len()
+    );
     state.shutting_down.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(state.config.shutdown_timeout_seconds);
@@ -94,7 +109,10 @@ async fn serve(state: Arc<State>, listener: std::net::TcpListener) -> Result<(),
         .await
         .is_err()
     {
-        warn!("shutdown: {} connections still open after {grace:?}; closing them", conns.len());
+        warn!(
+            "shutdown: {} connections still open after {grace:?}; closing them",
+            conns.len()
+        );
         conns.abort_all();
     }
     Ok(())
@@ -109,7 +127,8 @@ struct Activity {
 
 impl Activity {
     fn touch(&self) {
-        self.last_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
     }
     fn idle_for(&self) -> Option<Duration> {
         if self.inflight.load(Ordering::Relaxed) > 0 {
@@ -128,7 +147,10 @@ async fn connection(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
-    state.metrics.open_connections.fetch_add(1, Ordering::Relaxed);
+    state
+        .metrics
+        .open_connections
+        .fetch_add(1, Ordering::Relaxed);
     let activity = Arc::new(Activity {
         inflight: AtomicUsize::new(0),
         last_ms: AtomicU64::new(0),
@@ -177,7 +199,10 @@ async fn connection(
             }
         }
     }
-    state.metrics.open_connections.fetch_sub(1, Ordering::Relaxed);
+    state
+        .metrics
+        .open_connections
+        .fetch_sub(1, Ordering::Relaxed);
     drop(permit);
 }
 
@@ -191,7 +216,9 @@ fn headers(h: &HeaderMap) -> Headers<'_> {
         content_encoding: header(h, header::CONTENT_ENCODING),
         accept_encoding: header(h, header::ACCEPT_ENCODING),
         timeout_ms: h.get("connect-timeout-ms").and_then(|v| v.to_str().ok()),
-        protocol_version: h.get("connect-protocol-version").and_then(|v| v.to_str().ok()),
+        protocol_version: h
+            .get("connect-protocol-version")
+            .and_then(|v| v.to_str().ok()),
         authorization: header(h, header::AUTHORIZATION),
     }
 }
@@ -199,15 +226,19 @@ fn headers(h: &HeaderMap) -> Headers<'_> {
 fn response(status: u16, content_type: &str, body: Vec<u8>) -> Resp {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     r
 }
 
 fn error_response(status: u16, e: &Error) -> Resp {
     let mut r = response(status, "application/json", e.to_json());
     if let Some(s) = e.retry_after {
-        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(s));
     }
     r
 }
@@ -215,7 +246,8 @@ fn error_response(status: u16, e: &Error) -> Resp {
 /// An error sent before the body was read: the connection is closed after
 /// it, so an unread body never desynchronises the next request.
 fn closing(mut r: Resp) -> Resp {
-    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
 }
 
@@ -228,7 +260,9 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, peer: IpAddr) -> Resp
         _ => {}
     }
     let Some(index) = rpc::lookup(&path) else {
-        state.metrics.record(None, Some(Code::NotFound), started.elapsed());
+        state
+            .metrics
+            .record(None, Some(Code::NotFound), started.elapsed());
         let e = Error::new(Code::Unimplemented, format!("No such method: {path}"));
         return error_response(404, &e);
     };
@@ -237,7 +271,12 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, peer: IpAddr) -> Resp
     resp
 }
 
-async fn call(state: &Arc<State>, index: usize, req: Request<Incoming>, peer: IpAddr) -> (Resp, Option<Code>) {
+async fn call(
+    state: &Arc<State>,
+    index: usize,
+    req: Request<Incoming>,
+    peer: IpAddr,
+) -> (Resp, Option<Code>) {
     let method = &METHODS[index];
     let reject = |r: Reject| {
         let code = r.error.code;
@@ -251,20 +290,32 @@ async fn call(state: &Arc<State>, index: usize, req: Request<Incoming>, peer: Ip
                 Ok(c) => c,
                 Err(r) => return reject(r),
             };
-            let declared = header(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+            let declared =
+                header(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > limit as u64) {
                 return reject(connect::too_large(limit).into());
             }
             let read = Limited::new(req.into_body(), limit).collect();
-            match tokio::time::timeout(Duration::from_secs(state.config.body_read_timeout_seconds), read).await {
+            match tokio::time::timeout(
+                Duration::from_secs(state.config.body_read_timeout_seconds),
+                read,
+            )
+            .await
+            {
                 Ok(Ok(b)) => (call, b.to_bytes().to_vec()),
                 Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
                     return reject(connect::too_large(limit).into())
                 }
-                Ok(Err(_)) => return reject(Error::invalid("The request body could not be read.").into()),
+                Ok(Err(_)) => {
+                    return reject(Error::invalid("The request body could not be read.").into())
+                }
                 Err(_) => {
                     return reject(
-                        Error::new(Code::DeadlineExceeded, "The request body did not arrive in time.").into(),
+                        Error::new(
+                            Code::DeadlineExceeded,
+                            "The request body did not arrive in time.",
+                        )
+                        .into(),
                     )
                 }
             }
@@ -277,10 +328,22 @@ async fn call(state: &Arc<State>, index: usize, req: Request<Incoming>, peer: Ip
             }
         }
         _ => {
-            let allow = if method.read_only { "GET, POST" } else { "POST" };
-            let e = Error::new(Code::Unimplemented, format!("{} does not answer {}; use {allow}.", method.name, req.method()));
+            let allow = if method.read_only {
+                "GET, POST"
+            } else {
+                "POST"
+            };
+            let e = Error::new(
+                Code::Unimplemented,
+                format!(
+                    "{} does not answer {}; use {allow}.",
+                    method.name,
+                    req.method()
+                ),
+            );
             let mut r = closing(error_response(405, &e));
-            r.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allow));
             return (r, Some(Code::Unimplemented));
         }
     };
@@ -293,7 +356,8 @@ async fn call(state: &Arc<State>, index: usize, req: Request<Incoming>, peer: Ip
         Ok(reply) => {
             let mut r = response(200, codec.content_type(), reply.body);
             if reply.gzipped {
-                r.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                r.headers_mut()
+                    .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
             (r, None)
         }
@@ -325,7 +389,11 @@ async fn healthz(state: &Arc<State>) -> Resp {
     if ok {
         response(200, "text/plain; charset=utf-8", b"ok\n".to_vec())
     } else {
-        response(503, "text/plain; charset=utf-8", b"database unavailable\n".to_vec())
+        response(
+            503,
+            "text/plain; charset=utf-8",
+            b"database unavailable\n".to_vec(),
+        )
     }
 }
 
@@ -347,7 +415,11 @@ async fn metrics(state: &Arc<State>, req: &Request<Incoming>) -> Resp {
     .await
     .unwrap_or_else(|e| Err(Error::internal(e)));
     match out {
-        Ok(text) => response(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes()),
+        Ok(text) => response(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            text.into_bytes(),
+        ),
         Err(e) => error_response(e.code.http_status(), &e),
     }
 }

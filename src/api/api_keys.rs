@@ -12,7 +12,13 @@ use crate::rpc::Ctx;
 use crate::store::{self, api_keys, workspaces};
 
 /// Creates a key; returns it and its secret (shown once, stored only hashed).
-pub fn create_key(tx: &Connection, keys: &Keyring, ws: Option<WorkspaceId>, name: &str, role: Role) -> Result<(ApiKey, String)> {
+pub fn create_key(
+    tx: &Connection,
+    keys: &Keyring,
+    ws: Option<WorkspaceId>,
+    name: &str,
+    role: Role,
+) -> Result<(ApiKey, String)> {
     let secret = crypto::new_api_key_secret();
     let hash = keys.master().hash_api_key(&secret);
     let key = api_keys::insert(
@@ -31,14 +37,21 @@ pub fn create_key(tx: &Connection, keys: &Keyring, ws: Option<WorkspaceId>, name
 }
 
 pub fn create(ctx: &mut Ctx, req: CreateApiKeyRequest) -> Result<CreateApiKeyResponse> {
-    let role = Role::from_i32(req.role)
-        .ok_or_else(|| Error::invalid("role must be one of API_KEY_ROLE_ADMIN, _OWNER, _EDITOR, _RESOLVER, _VIEWER."))?;
+    let role = Role::from_i32(req.role).ok_or_else(|| {
+        Error::invalid(
+            "role must be one of API_KEY_ROLE_ADMIN, _OWNER, _EDITOR, _RESOLVER, _VIEWER.",
+        )
+    })?;
     if req.name.chars().count() > 200 || req.name.chars().any(char::is_control) {
-        return Err(Error::invalid("name must be at most 200 characters, without control characters."));
+        return Err(Error::invalid(
+            "name must be at most 200 characters, without control characters.",
+        ));
     }
     let ws = if role == Role::Admin {
         if !req.workspace_id.is_empty() {
-            return Err(Error::invalid("ADMIN keys belong to no workspace; leave workspace_id empty."));
+            return Err(Error::invalid(
+                "ADMIN keys belong to no workspace; leave workspace_id empty.",
+            ));
         }
         if !ctx.principal.is_admin() {
             return Err(Error::denied());
@@ -116,7 +129,12 @@ pub fn list_all(tx: &Connection) -> Result<Vec<String>> {
     let mut cursor = None;
     loop {
         let page = workspaces::list(tx, None, cursor, 1000)?;
-        scopes.extend(page.items.iter().filter_map(|w| WorkspaceId::parse(&w.id).ok()).map(Some));
+        scopes.extend(
+            page.items
+                .iter()
+                .filter_map(|w| WorkspaceId::parse(&w.id).ok())
+                .map(Some),
+        );
         if page.next_cursor.is_empty() {
             break;
         }
@@ -131,7 +149,10 @@ pub fn list_all(tx: &Connection) -> Result<Vec<String>> {
                 let role = Role::from_i32(k.role).map_or("?", Role::name);
                 let state = if k.revoked { "revoked" } else { "active" };
                 let w = ws.map_or_else(|| "-".to_string(), |w| w.to_base64());
-                out.push(format!("{id}\t{w}\t{role}\t{}\t{state}\t{}", k.prefix, k.name));
+                out.push(format!(
+                    "{id}\t{w}\t{role}\t{}\t{state}\t{}",
+                    k.prefix, k.name
+                ));
             }
             if page.next_cursor.is_empty() {
                 break;

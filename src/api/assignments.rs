@@ -1,11 +1,440 @@
-use crate::error::{Error, Result, Code};
+//! CreateAssignment, GetAssignment, ListAssignments, UpdateAssignment,
+//! RebindAssignment, DeleteAssignment, and ResolveProxy: the hot path, which
+//! answers from a read transaction when the binding stands and takes the
+//! write lock only to create or move an assignment.
+
+use rusqlite::Connection;
+
+use crate::assign::{self, Binding, Policy, Verdict};
+use crate::crypto::Keyring;
+use crate::error::{Error, Result};
+use crate::ids::{self, AssignmentId, PoolId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
 use crate::rpc::Ctx;
-fn unimpl<T>() -> Result<T> { Err(Error::new(Code::Unimplemented, "not yet")) }
-pub fn create(_c: &mut Ctx, _r: CreateAssignmentRequest) -> Result<CreateAssignmentResponse> { unimpl() }
-pub fn get(_c: &mut Ctx, _r: GetAssignmentRequest) -> Result<GetAssignmentResponse> { unimpl() }
-pub fn list(_c: &mut Ctx, _r: ListAssignmentsRequest) -> Result<ListAssignmentsResponse> { unimpl() }
-pub fn update(_c: &mut Ctx, _r: UpdateAssignmentRequest) -> Result<UpdateAssignmentResponse> { unimpl() }
-pub fn rebind(_c: &mut Ctx, _r: RebindAssignmentRequest) -> Result<RebindAssignmentResponse> { unimpl() }
-pub fn delete(_c: &mut Ctx, _r: DeleteAssignmentRequest) -> Result<DeleteAssignmentResponse> { unimpl() }
-pub fn resolve(_c: &mut Ctx, _r: ResolveProxyRequest) -> Result<ResolveProxyResponse> { unimpl() }
+use crate::store::assignments::{self as db, AssignmentRow};
+use crate::store::pools::PoolRow;
+use crate::store::sessions::{self, SessionRow};
+use crate::store::{self, pools, providers};
+
+use super::providers::open_credentials;
+
+fn check_account(name: &str) -> Result<()> {
+    let n = name.chars().count();
+    if n == 0 || n > 128 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "account_name must be 1 to 128 printable characters.",
+        ));
+    }
+    Ok(())
+}
+
+fn no_session() -> Error {
+    Error::precondition("No healthy session with room is available in the pool.")
+}
+
+fn pool_of(tx: &Connection, ws: WorkspaceId, pool: PoolId) -> Result<PoolRow> {
+    pools::get(tx, ws, pool)?.ok_or_else(|| Error::not_found("pool"))
+}
+
+/// A freshly chosen session of the pool (see `assign::choose`).
+fn pick(
+    tx: &Connection,
+    pool: &PoolRow,
+    exclude: Option<SessionId>,
+    now: i64,
+) -> Result<Option<SessionId>> {
+    let cands = sessions::candidates(tx, pool.id, pool.max_accounts_per_session, exclude, now)?;
+    Ok(assign::choose(
+        &cands,
+        pool.max_accounts_per_session,
+        exclude,
+        now,
+        &mut rand::rng(),
+    ))
+}
+
+/// An explicitly named target must be a live, enabled session of the pool.
+fn check_target(tx: &Connection, ws: WorkspaceId, pool: PoolId, id: SessionId) -> Result<()> {
+    match sessions::get(tx, ws, id)? {
+        Some(s) if s.pool_id == pool && s.enabled => Ok(()),
+        Some(s) if s.pool_id != pool => Err(Error::precondition(
+            "session_id names a session of another pool.",
+        )),
+        Some(_) => Err(Error::precondition(
+            "session_id names a disabled session; enable it first.",
+        )),
+        None => Err(Error::precondition(
+            "session_id must name a live, enabled session of the same pool.",
+        )),
+    }
+}
+
+fn bump(a: &mut AssignmentRow, now: i64) {
+    a.version += 1;
+    a.updated_at = now;
+}
+
+pub fn create(ctx: &mut Ctx, req: CreateAssignmentRequest) -> Result<CreateAssignmentResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let pool = PoolId::parse(&req.pool_id)?;
+    check_account(&req.account_name)?;
+    let explicit = SessionId::parse_optional(&req.session_id)?;
+    let now = store::now_ms();
+    let row = ctx.write(|tx| {
+        let p = pool_of(tx, ws, pool)?;
+        if db::by_account(tx, pool, &req.account_name)?.is_some() {
+            return Err(Error::exists(format!(
+                "The account {:?} already has an assignment in this pool.",
+                req.account_name
+            )));
+        }
+        let session = match explicit {
+            Some(s) => {
+                check_target(tx, ws, pool, s)?;
+                s
+            }
+            None => pick(tx, &p, None, now)?.ok_or_else(no_session)?,
+        };
+        let row = AssignmentRow {
+            id: AssignmentId::generate(),
+            workspace_id: ws,
+            pool_id: pool,
+            session_id: session,
+            account_name: req.account_name.clone(),
+            pinned: req.pinned,
+            bound_at: now,
+            rotations: 0,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        db::insert(tx, &row)?;
+        Ok(row)
+    })?;
+    Ok(CreateAssignmentResponse {
+        assignment: Some(row.to_pb()),
+    })
+}
+
+pub fn get(ctx: &mut Ctx, req: GetAssignmentRequest) -> Result<GetAssignmentResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = AssignmentId::parse(&req.assignment_id)?;
+    let row = ctx
+        .read(|tx| db::get(tx, ws, id))?
+        .ok_or_else(|| Error::not_found("assignment"))?;
+    Ok(GetAssignmentResponse {
+        assignment: Some(row.to_pb()),
+    })
+}
+
+pub fn list(ctx: &mut Ctx, req: ListAssignmentsRequest) -> Result<ListAssignmentsResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let filter = db::Filter {
+        pool: PoolId::parse_optional(&req.pool_id)?,
+        session: SessionId::parse_optional(&req.session_id)?,
+        account_name: (!req.account_name.is_empty()).then_some(req.account_name.as_str()),
+    };
+    let size = ids::page_size(req.page_size)?;
+    let cursor = ids::decode_cursor(&req.cursor)?;
+    let page = ctx.read(|tx| db::list(tx, ws, &filter, cursor, size))?;
+    Ok(ListAssignmentsResponse {
+        assignments: page.items.iter().map(AssignmentRow::to_pb).collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+pub fn update(ctx: &mut Ctx, req: UpdateAssignmentRequest) -> Result<UpdateAssignmentResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = AssignmentId::parse(&req.assignment_id)?;
+    let target = req
+        .session_id
+        .as_deref()
+        .map(SessionId::parse)
+        .transpose()?;
+    let now = store::now_ms();
+    let row = ctx.write(|tx| {
+        let mut a = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("assignment"))?;
+        store::check_version(req.expected_version, a.version)?;
+        let mut changed = false;
+        if let Some(s) = target {
+            if s != a.session_id {
+                check_target(tx, ws, a.pool_id, s)?;
+                a.move_to(s, now);
+                changed = true;
+            }
+        }
+        changed |= super::set(&mut a.pinned, req.pinned);
+        if changed {
+            bump(&mut a, now);
+            db::update(tx, &a)?;
+        }
+        Ok(a)
+    })?;
+    Ok(UpdateAssignmentResponse {
+        assignment: Some(row.to_pb()),
+    })
+}
+
+pub fn rebind(ctx: &mut Ctx, req: RebindAssignmentRequest) -> Result<RebindAssignmentResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = AssignmentId::parse(&req.assignment_id)?;
+    let now = store::now_ms();
+    let row = ctx.write(|tx| {
+        let mut a = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("assignment"))?;
+        if a.pinned {
+            return Err(Error::precondition(
+                "The assignment is pinned; unpin it first (UpdateAssignment with pinned false).",
+            ));
+        }
+        let p = pool_of(tx, ws, a.pool_id)?;
+        let s = pick(tx, &p, Some(a.session_id), now)?.ok_or_else(|| {
+            Error::precondition(
+                "No other healthy session with room is available in the pool to rebind to.",
+            )
+        })?;
+        a.move_to(s, now);
+        bump(&mut a, now);
+        db::update(tx, &a)?;
+        Ok(a)
+    })?;
+    Ok(RebindAssignmentResponse {
+        assignment: Some(row.to_pb()),
+    })
+}
+
+pub fn delete(ctx: &mut Ctx, req: DeleteAssignmentRequest) -> Result<DeleteAssignmentResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = AssignmentId::parse(&req.assignment_id)?;
+    ctx.write(|tx| {
+        db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("assignment"))?;
+        db::delete(tx, id)
+    })?;
+    Ok(DeleteAssignmentResponse {})
+}
+
+// ---------------------------------------------------------------- ResolveProxy
+
+fn policy(p: &PoolRow) -> Policy {
+    Policy {
+        interval_ms: p.rotation_interval as i64 * 1000,
+        on_unhealthy: p.rotate_on_unhealthy,
+    }
+}
+
+fn binding(a: &AssignmentRow, s: &SessionRow) -> Binding {
+    Binding {
+        pinned: a.pinned,
+        bound_at: a.bound_at,
+        session_enabled: s.enabled,
+        session_deleted: s.deleted,
+        session_unhealthy_until: s.unhealthy_until,
+    }
+}
+
+fn pinned_unusable() -> Error {
+    Error::precondition(
+        "The assignment is pinned to a session that is deleted, disabled or unhealthy; move it with UpdateAssignment or unpin it.",
+    )
+}
+
+fn session(tx: &Connection, id: SessionId) -> Result<SessionRow> {
+    sessions::get_any(tx, id)?.ok_or_else(|| Error::internal("assignment names a missing session"))
+}
+
+/// Characters kept as they are in a URL's userinfo (RFC 3986 unreserved).
+fn userinfo_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn render(template: &str, username: &str, password: &str, token: &str) -> String {
+    template
+        .replace("{username}", username)
+        .replace("{password}", password)
+        .replace("{token}", token)
+}
+
+/// The endpoint a session resolves to, secrets opened.
+fn proxy_for(tx: &Connection, keys: &Keyring, ws: WorkspaceId, s: &SessionRow) -> Result<Proxy> {
+    let (scheme, host, port, username, password) = match (&s.scheme, &s.host, s.port) {
+        (Some(scheme), Some(host), Some(port)) => {
+            let password = match &s.password {
+                Some(sealed) => {
+                    String::from_utf8(super::open(tx, keys, ws, &s.id.0, "password", sealed)?)
+                        .map_err(Error::internal)?
+                }
+                None => String::new(),
+            };
+            (
+                scheme.clone(),
+                host.clone(),
+                port,
+                s.username.clone().unwrap_or_default(),
+                password,
+            )
+        }
+        _ => {
+            let (_, gateway, sealed) = providers::for_resolve(tx, s.provider_id)?
+                .ok_or_else(|| Error::internal("session names a missing provider"))?;
+            let g = gateway.ok_or_else(|| {
+                Error::precondition(
+                    "The session's provider has no gateway; give it one with UpdateProvider.",
+                )
+            })?;
+            let creds = match &sealed {
+                Some(b) => open_credentials(tx, keys, ws, s.provider_id, b)?,
+                None => Default::default(),
+            };
+            (
+                g.scheme,
+                g.host,
+                g.port,
+                render(
+                    &g.username_template,
+                    &creds.username,
+                    &creds.password,
+                    &s.token,
+                ),
+                render(
+                    &g.password_template,
+                    &creds.username,
+                    &creds.password,
+                    &s.token,
+                ),
+            )
+        }
+    };
+    let host_part = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.clone()
+    };
+    let endpoint = format!("{scheme}://{host_part}:{port}");
+    let url = match (username.is_empty(), password.is_empty()) {
+        (true, true) => endpoint.clone(),
+        (_, true) => format!(
+            "{scheme}://{}@{host_part}:{port}",
+            userinfo_encode(&username)
+        ),
+        _ => format!(
+            "{scheme}://{}:{}@{host_part}:{port}",
+            userinfo_encode(&username),
+            userinfo_encode(&password)
+        ),
+    };
+    Ok(Proxy {
+        scheme,
+        host,
+        port,
+        username,
+        password,
+        url,
+        endpoint,
+    })
+}
+
+pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let pool = PoolId::parse(&req.pool_id)?;
+    check_account(&req.account_name)?;
+    let account = req.account_name.as_str();
+    let keys = &ctx.state.keys;
+    let now = store::now_ms();
+
+    // The common case: the binding stands, a read transaction is enough.
+    let standing = ctx.read(|tx| {
+        let p = pool_of(tx, ws, pool)?;
+        let Some(a) = db::by_account(tx, pool, account)? else {
+            return Ok(None);
+        };
+        let s = session(tx, a.session_id)?;
+        match assign::judge(&binding(&a, &s), &policy(&p), now) {
+            Verdict::Keep => Ok(Some((a, proxy_for(tx, keys, ws, &s)?))),
+            Verdict::PinnedUnusable => Err(pinned_unusable()),
+            Verdict::MustMove | Verdict::MoveIfPossible => Ok(None),
+        }
+    })?;
+    let (a, proxy) = match standing {
+        Some(x) => x,
+        // Create or move under the write lock, deciding again on what is
+        // there now: concurrent resolves of one account create it once.
+        None => ctx.write(|tx| {
+            let p = pool_of(tx, ws, pool)?;
+            let a = match db::by_account(tx, pool, account)? {
+                None => {
+                    let s = pick(tx, &p, None, now)?.ok_or_else(no_session)?;
+                    let a = AssignmentRow {
+                        id: AssignmentId::generate(),
+                        workspace_id: ws,
+                        pool_id: pool,
+                        session_id: s,
+                        account_name: account.to_string(),
+                        pinned: false,
+                        bound_at: now,
+                        rotations: 0,
+                        version: 1,
+                        created_at: now,
+                        updated_at: now,
+                    };
+                    db::insert(tx, &a)?;
+                    a
+                }
+                Some(mut a) => {
+                    let s = session(tx, a.session_id)?;
+                    match assign::judge(&binding(&a, &s), &policy(&p), now) {
+                        Verdict::Keep => {}
+                        Verdict::PinnedUnusable => return Err(pinned_unusable()),
+                        v @ (Verdict::MustMove | Verdict::MoveIfPossible) => {
+                            match pick(tx, &p, Some(a.session_id), now)? {
+                                Some(next) => {
+                                    a.move_to(next, now);
+                                    bump(&mut a, now);
+                                    db::update(tx, &a)?;
+                                }
+                                None if v == Verdict::MoveIfPossible => {}
+                                None => return Err(no_session()),
+                            }
+                        }
+                    }
+                    a
+                }
+            };
+            let s = session(tx, a.session_id)?;
+            Ok((a, proxy_for(tx, keys, ws, &s)?))
+        })?,
+    };
+    Ok(ResolveProxyResponse {
+        assignment: Some(a.to_pb()),
+        proxy: Some(proxy),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_is_percent_encoded() {
+        assert_eq!(userinfo_encode("user-1.a_b~"), "user-1.a_b~");
+        assert_eq!(userinfo_encode("p@ss:w/rd %"), "p%40ss%3Aw%2Frd%20%25");
+    }
+
+    #[test]
+    fn templates_fill_placeholders() {
+        assert_eq!(
+            render("{username}-session-{token}", "u", "p", "42"),
+            "u-session-42"
+        );
+        assert_eq!(
+            render("{password}_session-{token}", "u", "p", "x"),
+            "p_session-x"
+        );
+    }
+}

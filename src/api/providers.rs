@@ -1,11 +1,297 @@
-use crate::error::{Error, Result, Code};
+//! ConnectProvider, GetProvider, ListProviders, UpdateProvider,
+//! DisconnectProvider, and RotateWorkspaceKey (which re-seals every secret of
+//! the workspace, providers' and sessions' alike).
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::{self, Keyring};
+use crate::error::{Error, Result};
+use crate::ids::{self, ProviderId, WorkspaceId};
 use crate::pb::v1::*;
 use crate::rpc::Ctx;
-fn unimpl<T>() -> Result<T> { Err(Error::new(Code::Unimplemented, "not yet")) }
-pub fn connect(_c: &mut Ctx, _r: ConnectProviderRequest) -> Result<ConnectProviderResponse> { unimpl() }
-pub fn get(_c: &mut Ctx, _r: GetProviderRequest) -> Result<GetProviderResponse> { unimpl() }
-pub fn list(_c: &mut Ctx, _r: ListProvidersRequest) -> Result<ListProvidersResponse> { unimpl() }
-pub fn update(_c: &mut Ctx, _r: UpdateProviderRequest) -> Result<UpdateProviderResponse> { unimpl() }
-pub fn disconnect(_c: &mut Ctx, _r: DisconnectProviderRequest) -> Result<DisconnectProviderResponse> { unimpl() }
-pub fn rotate_workspace_key(_c: &mut Ctx, _r: RotateWorkspaceKeyRequest) -> Result<RotateWorkspaceKeyResponse> { unimpl() }
-pub fn verify_all_data_keys(_c: &rusqlite::Connection, _k: &crate::crypto::Keyring) -> Result<usize> { Ok(0) }
+use crate::store::providers::{self as db, Gateway as GatewayRow, ProviderRow};
+use crate::store::{self, sessions, workspaces};
+
+use super::{check_host, check_name, check_port, check_scheme, check_secretish, set};
+
+/// The credentials as sealed: JSON inside the ciphertext.
+#[derive(Serialize, Deserialize, Default)]
+pub struct StoredCredentials {
+    #[serde(default)]
+    pub api_key: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+pub const WEBSHARE: i32 = ProviderType::Webshare as i32;
+
+fn check_type(t: i32) -> Result<()> {
+    match ProviderType::try_from(t) {
+        Ok(ProviderType::Unspecified) | Err(_) => Err(Error::invalid(
+            "type must be PROVIDER_TYPE_WEBSHARE, PROVIDER_TYPE_PROXYLINE or PROVIDER_TYPE_GENERIC.",
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+fn check_template(field: &str, t: &str) -> Result<()> {
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        let tail = &rest[i..];
+        let end = tail
+            .find('}')
+            .ok_or_else(|| Error::invalid(format!("{field} has an unclosed '{{'.")))?;
+        let name = &tail[1..end];
+        if !matches!(name, "username" | "password" | "token") {
+            return Err(Error::invalid(format!(
+                "{field} may use {{username}}, {{password}} and {{token}} only; found {{{name}}}."
+            )));
+        }
+        rest = &tail[end + 1..];
+    }
+    if t.chars().count() > 200 || t.chars().any(char::is_control) {
+        return Err(Error::invalid(format!(
+            "{field} must be at most 200 characters."
+        )));
+    }
+    Ok(())
+}
+
+/// Validates a gateway and fills the type's defaults.
+fn gateway(ptype: i32, g: Option<&Gateway>) -> Result<Option<GatewayRow>> {
+    let g = match g {
+        Some(g) => g.clone(),
+        None if ptype == WEBSHARE => Gateway {
+            scheme: "http".into(),
+            host: "p.webshare.io".into(),
+            port: 80,
+            ..Default::default()
+        },
+        None => return Ok(None),
+    };
+    let scheme = check_scheme("gateway.scheme", &g.scheme)?;
+    check_host("gateway.host", &g.host)?;
+    check_port("gateway.port", g.port)?;
+    check_template("gateway.username_template", &g.username_template)?;
+    check_template("gateway.password_template", &g.password_template)?;
+    let default_user = if ptype == WEBSHARE {
+        "{username}-{token}"
+    } else {
+        "{username}"
+    };
+    let or = |t: String, d: &str| if t.is_empty() { d.to_string() } else { t };
+    Ok(Some(GatewayRow {
+        scheme,
+        host: g.host,
+        port: g.port,
+        username_template: or(g.username_template, default_user),
+        password_template: or(g.password_template, "{password}"),
+    }))
+}
+
+fn check_credentials(c: &Credentials) -> Result<()> {
+    check_secretish("credentials.api_key", &c.api_key)?;
+    check_secretish("credentials.username", &c.username)?;
+    check_secretish("credentials.password", &c.password)
+}
+
+/// Seals credentials for a provider row under the workspace's current key.
+fn seal_credentials(
+    tx: &Connection,
+    keys: &Keyring,
+    ws: WorkspaceId,
+    id: ProviderId,
+    c: &Credentials,
+) -> Result<(Vec<u8>, u32)> {
+    let stored = StoredCredentials {
+        api_key: c.api_key.clone(),
+        username: c.username.clone(),
+        password: c.password.clone(),
+    };
+    let json = serde_json::to_vec(&stored).map_err(Error::internal)?;
+    super::seal(tx, keys, ws, &id.0, "credentials", &json)
+}
+
+/// Opens a provider's sealed credentials.
+pub fn open_credentials(
+    tx: &Connection,
+    keys: &Keyring,
+    ws: WorkspaceId,
+    id: ProviderId,
+    sealed: &[u8],
+) -> Result<StoredCredentials> {
+    let json = super::open(tx, keys, ws, &id.0, "credentials", sealed)?;
+    serde_json::from_slice(&json).map_err(Error::internal)
+}
+
+pub fn connect(ctx: &mut Ctx, req: ConnectProviderRequest) -> Result<ConnectProviderResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    check_type(req.r#type)?;
+    check_name("name", &req.name)?;
+    if let Some(c) = &req.credentials {
+        check_credentials(c)?;
+    }
+    let gw = gateway(req.r#type, req.gateway.as_ref())?;
+    let keys = &ctx.state.keys;
+    let row = ctx.write(|tx| {
+        if !workspaces::exists(tx, ws)? {
+            return Err(Error::not_found("workspace"));
+        }
+        if db::type_taken(tx, ws, req.r#type)? {
+            let name = ProviderType::try_from(req.r#type).map_or("", |t| t.as_str_name());
+            return Err(Error::exists(format!(
+                "A {name} provider is already connected to this workspace; only one of each type is allowed."
+            )));
+        }
+        let id = ProviderId::generate();
+        let creds = req.credentials.clone().unwrap_or_default();
+        let (sealed, key_version) = seal_credentials(tx, keys, ws, id, &creds)?;
+        let now = store::now_ms();
+        let row = ProviderRow {
+            id,
+            workspace_id: ws,
+            ptype: req.r#type,
+            name: req.name.clone(),
+            gateway: gw,
+            enabled: true,
+            credentials: Some(sealed),
+            key_version,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        db::insert(tx, &row)?;
+        Ok(row)
+    })?;
+    Ok(ConnectProviderResponse {
+        provider: Some(row.to_pb()),
+    })
+}
+
+pub fn get(ctx: &mut Ctx, req: GetProviderRequest) -> Result<GetProviderResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = ProviderId::parse(&req.provider_id)?;
+    let row = ctx
+        .read(|tx| db::get(tx, ws, id))?
+        .ok_or_else(|| Error::not_found("provider"))?;
+    Ok(GetProviderResponse {
+        provider: Some(row.to_pb()),
+    })
+}
+
+pub fn list(ctx: &mut Ctx, req: ListProvidersRequest) -> Result<ListProvidersResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let size = ids::page_size(req.page_size)?;
+    let cursor = ids::decode_cursor(&req.cursor)?;
+    let page = ctx.read(|tx| db::list(tx, ws, cursor, size))?;
+    Ok(ListProvidersResponse {
+        providers: page.items.iter().map(ProviderRow::to_pb).collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+pub fn update(ctx: &mut Ctx, req: UpdateProviderRequest) -> Result<UpdateProviderResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = ProviderId::parse(&req.provider_id)?;
+    if let Some(n) = &req.name {
+        check_name("name", n)?;
+    }
+    if let Some(c) = &req.credentials {
+        check_credentials(c)?;
+    }
+    let keys = &ctx.state.keys;
+    let row = ctx.write(|tx| {
+        let mut row = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("provider"))?;
+        store::check_version(req.expected_version, row.version)?;
+        let mut changed = set(&mut row.name, req.name.clone());
+        changed |= set(&mut row.enabled, req.enabled);
+        if let Some(g) = &req.gateway {
+            changed |= set(&mut row.gateway, Some(gateway(row.ptype, Some(g))?));
+        }
+        if let Some(c) = &req.credentials {
+            let (sealed, v) = seal_credentials(tx, keys, ws, id, c)?;
+            row.credentials = Some(sealed);
+            row.key_version = v;
+            changed = true;
+        }
+        if changed {
+            row.version += 1;
+            row.updated_at = store::now_ms();
+            db::update(tx, &row)?;
+        }
+        Ok(row)
+    })?;
+    Ok(UpdateProviderResponse {
+        provider: Some(row.to_pb()),
+    })
+}
+
+pub fn disconnect(
+    ctx: &mut Ctx,
+    req: DisconnectProviderRequest,
+) -> Result<DisconnectProviderResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = ProviderId::parse(&req.provider_id)?;
+    ctx.write(|tx| {
+        db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("provider"))?;
+        if db::has_live_sessions(tx, id)? {
+            return Err(Error::precondition(
+                "Live sessions use this provider; delete them before disconnecting it.",
+            ));
+        }
+        db::disconnect(tx, id, store::now_ms())
+    })?;
+    Ok(DisconnectProviderResponse {})
+}
+
+pub fn rotate_workspace_key(
+    ctx: &mut Ctx,
+    req: RotateWorkspaceKeyRequest,
+) -> Result<RotateWorkspaceKeyResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let keys = &ctx.state.keys;
+    let (previous, new) = ctx.write(|tx| {
+        let previous =
+            workspaces::key_version(tx, ws)?.ok_or_else(|| Error::not_found("workspace"))?;
+        let new = previous + 1;
+        let now = store::now_ms();
+        let (wrapped, new_key) = keys.new_data_key(ws, new);
+        workspaces::insert_data_key(tx, ws, new, &wrapped, now)?;
+        for (id, sealed) in db::sealed_credentials(tx, ws)? {
+            let plain = super::open(tx, keys, ws, &id.0, "credentials", &sealed)?;
+            db::set_credentials(
+                tx,
+                id,
+                &crypto::seal_secret(&new_key, new, &id.0, "credentials", &plain),
+                new,
+            )?;
+        }
+        sessions::reseal_passwords(tx, ws, |id, sealed| {
+            let plain = super::open(tx, keys, ws, &id.0, "password", sealed)?;
+            Ok(crypto::seal_secret(
+                &new_key, new, &id.0, "password", &plain,
+            ))
+        })?;
+        db::set_key_version_all(tx, ws, new)?;
+        workspaces::set_key_version(tx, ws, new, now)?;
+        // Nothing is sealed under the old keys any more.
+        workspaces::delete_data_keys_before(tx, ws, new)?;
+        Ok((previous, new))
+    })?;
+    Ok(RotateWorkspaceKeyResponse {
+        previous_key_version: previous as i32,
+        new_key_version: new as i32,
+    })
+}
+
+/// For `proxyplane check`: every stored data key opens under the master key.
+pub fn verify_all_data_keys(c: &Connection, keys: &Keyring) -> Result<usize> {
+    let all = workspaces::all_data_keys(c)?;
+    for (ws, version, wrapped) in &all {
+        keys.data_key(*ws, *version, || Ok(wrapped.clone()))?;
+    }
+    Ok(all.len())
+}

@@ -1,12 +1,432 @@
-use crate::error::{Error, Result, Code};
+//! CreateSession, BulkCreateSessions, GetSession, BatchGetSessions,
+//! ListSessions, UpdateSession, DeleteSession, ReportSessionResult.
+
+use rand::Rng;
+use rusqlite::Connection;
+
+use crate::assign;
+use crate::crypto;
+use crate::error::{Error, Result};
+use crate::ids::{self, PoolId, ProviderId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
 use crate::rpc::Ctx;
-fn unimpl<T>() -> Result<T> { Err(Error::new(Code::Unimplemented, "not yet")) }
-pub fn create(_c: &mut Ctx, _r: CreateSessionRequest) -> Result<CreateSessionResponse> { unimpl() }
-pub fn bulk_create(_c: &mut Ctx, _r: BulkCreateSessionsRequest) -> Result<BulkCreateSessionsResponse> { unimpl() }
-pub fn get(_c: &mut Ctx, _r: GetSessionRequest) -> Result<GetSessionResponse> { unimpl() }
-pub fn batch_get(_c: &mut Ctx, _r: BatchGetSessionsRequest) -> Result<BatchGetSessionsResponse> { unimpl() }
-pub fn list(_c: &mut Ctx, _r: ListSessionsRequest) -> Result<ListSessionsResponse> { unimpl() }
-pub fn update(_c: &mut Ctx, _r: UpdateSessionRequest) -> Result<UpdateSessionResponse> { unimpl() }
-pub fn delete(_c: &mut Ctx, _r: DeleteSessionRequest) -> Result<DeleteSessionResponse> { unimpl() }
-pub fn report_result(_c: &mut Ctx, _r: ReportSessionResultRequest) -> Result<ReportSessionResultResponse> { unimpl() }
+use crate::store::providers::ProviderRow;
+use crate::store::sessions::{self as db, SessionRow};
+use crate::store::{self, pools, providers, workspaces};
+
+use super::providers::WEBSHARE;
+use super::{check_host, check_port, check_scheme, check_secretish, check_token};
+
+/// A session request checked on its own, before the store is asked.
+struct Spec {
+    token: Option<String>,
+    endpoint: Option<Endpoint>,
+}
+
+struct Endpoint {
+    scheme: String,
+    host: String,
+    port: i32,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+fn check_spec(prefix: &str, s: &SessionSpec) -> Result<Spec> {
+    let field = |f: &str| format!("{prefix}{f}");
+    let token = if s.token.is_empty() {
+        None
+    } else {
+        check_token(&field("token"), &s.token)?;
+        Some(s.token.clone())
+    };
+    let is_static = !(s.host.is_empty()
+        && s.port == 0
+        && s.scheme.is_empty()
+        && s.username.is_empty()
+        && s.password.is_empty());
+    let endpoint = if is_static {
+        if s.host.is_empty() {
+            return Err(Error::invalid(format!(
+                "{} is required for a static session (a rotation session sets only a token).",
+                field("host")
+            )));
+        }
+        let scheme = check_scheme(&field("scheme"), &s.scheme)?;
+        check_host(&field("host"), &s.host)?;
+        check_port(&field("port"), s.port)?;
+        check_secretish(&field("username"), &s.username)?;
+        check_secretish(&field("password"), &s.password)?;
+        let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
+        Some(Endpoint {
+            scheme,
+            host: s.host.clone(),
+            port: s.port,
+            username: opt(&s.username),
+            password: opt(&s.password),
+        })
+    } else {
+        None
+    };
+    Ok(Spec { token, endpoint })
+}
+
+/// What the pool and provider must allow before sessions are added.
+fn check_target(
+    tx: &Connection,
+    ws: WorkspaceId,
+    pool: PoolId,
+    provider: ProviderId,
+) -> Result<ProviderRow> {
+    pools::get(tx, ws, pool)?.ok_or_else(|| Error::not_found("pool"))?;
+    let p = providers::get(tx, ws, provider)?.ok_or_else(|| Error::not_found("provider"))?;
+    if !p.enabled {
+        return Err(Error::precondition(
+            "The provider is disabled; enable it before adding sessions.",
+        ));
+    }
+    Ok(p)
+}
+
+fn random_token() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// Inserts one checked session. `next_index` numbers generated Webshare tokens.
+fn insert(
+    tx: &Connection,
+    ctx_keys: &crypto::Keyring,
+    ws: WorkspaceId,
+    pool: PoolId,
+    provider: &ProviderRow,
+    spec: Spec,
+    field: &str,
+    next_index: &mut Option<i64>,
+) -> Result<SessionRow> {
+    let rotation = spec.endpoint.is_none();
+    if rotation && provider.gateway.is_none() {
+        return Err(Error::precondition(
+            "A rotation session needs a provider with a gateway; give the provider a gateway or the session a host and port.",
+        ));
+    }
+    let webshare_rotation = rotation && provider.ptype == WEBSHARE;
+    let token = match spec.token {
+        Some(t) => {
+            if webshare_rotation && !t.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Error::invalid(format!(
+                    "{field} must be numeric for a Webshare rotation session."
+                )));
+            }
+            if db::live_by_token(tx, pool, &t)?.is_some() {
+                return Err(Error::exists(format!(
+                    "The token {t:?} is already used by a live session in this pool."
+                )));
+            }
+            t
+        }
+        None if webshare_rotation => {
+            let n = match next_index {
+                Some(n) => *n,
+                None => db::max_numeric_token(tx, pool)? + 1,
+            };
+            *next_index = Some(n + 1);
+            n.to_string()
+        }
+        None => random_token(),
+    };
+    let id = SessionId::generate();
+    let now = store::now_ms();
+    let (scheme, host, port, username, password) = match spec.endpoint {
+        Some(e) => {
+            let sealed = match e.password {
+                Some(p) => Some(super::seal(tx, ctx_keys, ws, &id.0, "password", p.as_bytes())?.0),
+                None => None,
+            };
+            (
+                Some(e.scheme),
+                Some(e.host),
+                Some(e.port),
+                e.username,
+                sealed,
+            )
+        }
+        None => (None, None, None, None, None),
+    };
+    let row = SessionRow {
+        id,
+        workspace_id: ws,
+        pool_id: pool,
+        provider_id: provider.id,
+        token,
+        scheme,
+        host,
+        port,
+        username,
+        password,
+        enabled: true,
+        consecutive_failures: 0,
+        last_success_at: None,
+        last_failure_at: None,
+        unhealthy_until: None,
+        assignment_count: 0,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        deleted: false,
+    };
+    db::insert(tx, &row)?;
+    Ok(row)
+}
+
+pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let pool = PoolId::parse(&req.pool_id)?;
+    let provider = ProviderId::parse(&req.provider_id)?;
+    let spec = check_spec(
+        "",
+        &SessionSpec {
+            token: req.token,
+            scheme: req.scheme,
+            host: req.host,
+            port: req.port,
+            username: req.username,
+            password: req.password,
+        },
+    )?;
+    let keys = &ctx.state.keys;
+    let row = ctx.write(|tx| {
+        let p = check_target(tx, ws, pool, provider)?;
+        insert(tx, keys, ws, pool, &p, spec, "token", &mut None)
+    })?;
+    Ok(CreateSessionResponse {
+        session: Some(row.to_pb(store::now_ms())),
+    })
+}
+
+pub fn bulk_create(
+    ctx: &mut Ctx,
+    req: BulkCreateSessionsRequest,
+) -> Result<BulkCreateSessionsResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let pool = PoolId::parse(&req.pool_id)?;
+    let provider = ProviderId::parse(&req.provider_id)?;
+    let max = ctx.state.config.max_bulk_items;
+    if req.sessions.len() > max {
+        return Err(Error::invalid(format!(
+            "sessions has {} items; at most {max} are allowed in one call.",
+            req.sessions.len()
+        )));
+    }
+    let specs = req
+        .sessions
+        .iter()
+        .enumerate()
+        .map(|(i, s)| check_spec(&format!("sessions[{i}]."), s))
+        .collect::<Result<Vec<_>>>()?;
+    let keys = &ctx.state.keys;
+    let (ids, created, existing) = ctx.write(|tx| {
+        let p = check_target(tx, ws, pool, provider)?;
+        let mut ids = Vec::with_capacity(specs.len());
+        let (mut created, mut existing) = (0, 0);
+        let mut next_index = None;
+        for (i, spec) in specs.into_iter().enumerate() {
+            if let Some(t) = &spec.token {
+                if let Some(id) = db::live_by_token(tx, pool, t)? {
+                    ids.push(id.to_vec());
+                    existing += 1;
+                    continue;
+                }
+            }
+            let row =
+                insert(tx, keys, ws, pool, &p, spec, "token", &mut next_index).map_err(|e| {
+                    Error {
+                        message: format!("sessions[{i}]: {}", e.message),
+                        ..e
+                    }
+                })?;
+            ids.push(row.id.to_vec());
+            created += 1;
+        }
+        Ok((ids, created, existing))
+    })?;
+    Ok(BulkCreateSessionsResponse {
+        session_ids: ids,
+        created_count: created,
+        existing_count: existing,
+    })
+}
+
+pub fn get(ctx: &mut Ctx, req: GetSessionRequest) -> Result<GetSessionResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = SessionId::parse(&req.session_id)?;
+    let row = ctx
+        .read(|tx| db::get(tx, ws, id))?
+        .ok_or_else(|| Error::not_found("session"))?;
+    Ok(GetSessionResponse {
+        session: Some(row.to_pb(store::now_ms())),
+    })
+}
+
+pub const MAX_BATCH: usize = 1000;
+
+pub fn batch_get(ctx: &mut Ctx, req: BatchGetSessionsRequest) -> Result<BatchGetSessionsResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    if req.session_ids.len() > MAX_BATCH {
+        return Err(Error::invalid(format!(
+            "session_ids may hold at most {MAX_BATCH} ids."
+        )));
+    }
+    let ids = req
+        .session_ids
+        .iter()
+        .enumerate()
+        .map(|(i, b)| SessionId::parse_named(b, &format!("session_ids[{i}]")))
+        .collect::<Result<Vec<_>>>()?;
+    let now = store::now_ms();
+    let sessions = ctx.read(|tx| {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| {
+                db::get(tx, ws, *id)?.map(|r| r.to_pb(now)).ok_or_else(|| {
+                    Error::new(
+                        crate::error::Code::NotFound,
+                        format!("session_ids[{i}] does not exist in this workspace."),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()
+    })?;
+    Ok(BatchGetSessionsResponse { sessions })
+}
+
+pub fn list(ctx: &mut Ctx, req: ListSessionsRequest) -> Result<ListSessionsResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let pool = PoolId::parse_optional(&req.pool_id)?;
+    let size = ids::page_size(req.page_size)?;
+    let cursor = ids::decode_cursor(&req.cursor)?;
+    let page = ctx.read(|tx| {
+        if let Some(p) = pool {
+            pools::get(tx, ws, p)?.ok_or_else(|| Error::not_found("pool"))?;
+        } else if !workspaces::exists(tx, ws)? {
+            return Err(Error::not_found("workspace"));
+        }
+        db::list_ids(tx, ws, pool, cursor, size)
+    })?;
+    Ok(ListSessionsResponse {
+        session_ids: page.items.iter().map(|s| s.to_vec()).collect(),
+        next_cursor: page.next_cursor,
+    })
+}
+
+pub fn update(ctx: &mut Ctx, req: UpdateSessionRequest) -> Result<UpdateSessionResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = SessionId::parse(&req.session_id)?;
+    let scheme = req.scheme.as_deref().map(|s| {
+        if s.is_empty() {
+            Err(Error::invalid("scheme must not be empty."))
+        } else {
+            check_scheme("scheme", s)
+        }
+    });
+    let scheme = scheme.transpose()?;
+    if let Some(h) = &req.host {
+        check_host("host", h)?;
+    }
+    if let Some(p) = req.port {
+        check_port("port", p)?;
+    }
+    if let Some(u) = &req.username {
+        check_secretish("username", u)?;
+    }
+    if let Some(p) = &req.password {
+        check_secretish("password", p)?;
+    }
+    let endpoint_fields = scheme.is_some()
+        || req.host.is_some()
+        || req.port.is_some()
+        || req.username.is_some()
+        || req.password.is_some();
+    let keys = &ctx.state.keys;
+    let row = ctx.write(|tx| {
+        let mut row = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("session"))?;
+        store::check_version(req.expected_version, row.version)?;
+        if endpoint_fields && !row.is_static() {
+            return Err(Error::precondition(
+                "This is a rotation session: its endpoint comes from the provider's gateway; only enabled can change.",
+            ));
+        }
+        let mut changed = super::set(&mut row.scheme, scheme.map(Some));
+        changed |= super::set(&mut row.host, req.host.clone().map(Some));
+        changed |= super::set(&mut row.port, req.port.map(Some));
+        changed |= super::set(&mut row.username, req.username.clone().map(|u| (!u.is_empty()).then_some(u)));
+        changed |= super::set(&mut row.enabled, req.enabled);
+        if let Some(p) = &req.password {
+            row.password = if p.is_empty() {
+                None
+            } else {
+                Some(super::seal(tx, keys, ws, &id.0, "password", p.as_bytes())?.0)
+            };
+            changed = true;
+        }
+        if changed {
+            row.version += 1;
+            row.updated_at = store::now_ms();
+            db::update(tx, &row)?;
+        }
+        Ok(row)
+    })?;
+    Ok(UpdateSessionResponse {
+        session: Some(row.to_pb(store::now_ms())),
+    })
+}
+
+pub fn delete(ctx: &mut Ctx, req: DeleteSessionRequest) -> Result<DeleteSessionResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = SessionId::parse(&req.session_id)?;
+    ctx.write(|tx| {
+        db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("session"))?;
+        db::soft_delete(tx, id, store::now_ms())
+    })?;
+    Ok(DeleteSessionResponse {})
+}
+
+pub fn report_result(
+    ctx: &mut Ctx,
+    req: ReportSessionResultRequest,
+) -> Result<ReportSessionResultResponse> {
+    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let id = SessionId::parse(&req.session_id)?;
+    if req.reason.chars().count() > 500 {
+        return Err(Error::invalid("reason must be at most 500 characters."));
+    }
+    let now = store::now_ms();
+    let row = ctx.write(|tx| {
+        let mut row = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("session"))?;
+        let pool = pools::get(tx, ws, row.pool_id)?.ok_or_else(|| Error::not_found("pool"))?;
+        let h = assign::report(
+            assign::Health {
+                consecutive_failures: row.consecutive_failures,
+                unhealthy_until: row.unhealthy_until,
+            },
+            req.success,
+            pool.failure_threshold,
+            pool.cooldown_seconds as i64 * 1000,
+            now,
+        );
+        row.consecutive_failures = h.consecutive_failures;
+        row.unhealthy_until = h.unhealthy_until;
+        if req.success {
+            row.last_success_at = Some(now);
+        } else {
+            row.last_failure_at = Some(now);
+        }
+        db::set_health(tx, &row)?;
+        Ok(row)
+    })?;
+    Ok(ReportSessionResultResponse {
+        session: Some(row.to_pb(now)),
+    })
+}

@@ -16,14 +16,16 @@ use super::check_name;
 pub fn create_workspace(tx: &Connection, keys: &Keyring, name: &str) -> Result<Workspace> {
     check_name("name", name)?;
     let id = WorkspaceId::generate();
-    workspaces::insert(tx, id, name, &keys.new_wrapped_data_key(id, 1), store::now_ms())?;
+    workspaces::insert(tx, id, name, &keys.new_data_key(id, 1).0, store::now_ms())?;
     workspaces::get(tx, id)?.ok_or_else(|| Error::internal("created workspace vanished"))
 }
 
 pub fn create(ctx: &mut Ctx, req: CreateWorkspaceRequest) -> Result<CreateWorkspaceResponse> {
     check_name("name", &req.name)?;
     let keys = &ctx.state.keys;
-    let workspace = store::write(ctx.conn, ctx.deadline, |tx| create_workspace(tx, keys, &req.name))?;
+    let workspace = store::write(ctx.conn, ctx.deadline, |tx| {
+        create_workspace(tx, keys, &req.name)
+    })?;
     Ok(CreateWorkspaceResponse {
         workspace: Some(workspace),
     })

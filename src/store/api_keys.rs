@@ -45,9 +45,11 @@ pub fn insert(c: &Connection, k: &NewKey, now: i64) -> Result<v1::ApiKey> {
 }
 
 pub fn get(c: &Connection, id: ApiKeyId) -> Result<Option<v1::ApiKey>> {
-    Ok(c.prepare_cached(&format!("SELECT {COLS} FROM api_keys WHERE id = ?1"))?
-        .query_row([id], row)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLS} FROM api_keys WHERE id = ?1"))?
+            .query_row([id], row)
+            .optional()?,
+    )
 }
 
 /// What authentication needs of a key, found by its hash.
@@ -82,20 +84,29 @@ pub fn touch(c: &Connection, id: ApiKeyId, now: i64) -> Result<()> {
 }
 
 /// Keys of one workspace, or the ADMIN keys when `workspace` is None.
-pub fn list(c: &Connection, workspace: Option<WorkspaceId>, cursor: Option<[u8; 16]>, size: usize) -> Result<Page<v1::ApiKey>> {
+pub fn list(
+    c: &Connection,
+    workspace: Option<WorkspaceId>,
+    cursor: Option<[u8; 16]>,
+    size: usize,
+) -> Result<Page<v1::ApiKey>> {
     let rows = c
         .prepare_cached(&format!(
             "SELECT {COLS} FROM api_keys WHERE workspace_id IS ?1 AND id > ?2 ORDER BY id LIMIT ?3"
         ))?
         .query_map(params![workspace, after(cursor), size as i64 + 1], row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page(rows, size, |k| k.id.as_slice().try_into().unwrap_or_default()))
+    Ok(page(rows, size, |k| {
+        k.id.as_slice().try_into().unwrap_or_default()
+    }))
 }
 
 pub fn workspace_of(c: &Connection, id: ApiKeyId) -> Result<Option<Option<WorkspaceId>>> {
-    Ok(c.prepare_cached("SELECT workspace_id FROM api_keys WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT workspace_id FROM api_keys WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 pub fn revoke(c: &Connection, id: ApiKeyId, now: i64) -> Result<()> {

@@ -74,7 +74,8 @@ fn migrate(c: &mut Connection) -> Result<(), String> {
         ));
     }
     if v == 0 {
-        tx.execute_batch(SCHEMA).map_err(|e| format!("applying schema: {e}"))?;
+        tx.execute_batch(SCHEMA)
+            .map_err(|e| format!("applying schema: {e}"))?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| e.to_string())?;
     }
@@ -108,8 +109,10 @@ pub fn write<T>(
 }
 
 pub fn meta_get(c: &Connection, key: &str) -> Result<Option<Vec<u8>>> {
-    Ok(c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 pub fn meta_set(c: &Connection, key: &str, value: &[u8]) -> Result<()> {
@@ -139,11 +142,16 @@ pub struct Page<T> {
 pub fn page<T>(mut rows: Vec<T>, size: usize, id_of: impl Fn(&T) -> [u8; 16]) -> Page<T> {
     let next_cursor = if rows.len() > size {
         rows.truncate(size);
-        rows.last().map(|r| crate::ids::encode_cursor(id_of(r))).unwrap_or_default()
+        rows.last()
+            .map(|r| crate::ids::encode_cursor(id_of(r)))
+            .unwrap_or_default()
     } else {
         String::new()
     };
-    Page { items: rows, next_cursor }
+    Page {
+        items: rows,
+        next_cursor,
+    }
 }
 
 /// The lower bound for `id > ?` when no cursor was given.

@@ -1,3 +1,293 @@
-use rusqlite::Connection;
+//! Proxy sessions: static endpoints or rotation tokens, soft-deleted, with
+//! health counters and an assignment count kept by triggers.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::assign::{self, Candidate};
 use crate::error::Result;
-pub fn count_by_state(_c: &Connection, _now: i64) -> Result<Vec<(&'static str, i64)>> { Ok(vec![]) }
+use crate::ids::{PoolId, ProviderId, SessionId, WorkspaceId};
+use crate::pb::{v1, Timestamp};
+
+use super::{after, page, Page};
+
+#[derive(Debug, Clone)]
+pub struct SessionRow {
+    pub id: SessionId,
+    pub workspace_id: WorkspaceId,
+    pub pool_id: PoolId,
+    pub provider_id: ProviderId,
+    pub token: String,
+    pub scheme: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<i32>,
+    pub username: Option<String>,
+    /// Sealed.
+    pub password: Option<Vec<u8>>,
+    pub enabled: bool,
+    pub consecutive_failures: i32,
+    pub last_success_at: Option<i64>,
+    pub last_failure_at: Option<i64>,
+    pub unhealthy_until: Option<i64>,
+    pub assignment_count: i32,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted: bool,
+}
+
+impl SessionRow {
+    /// A rotation session has no endpoint of its own.
+    pub fn is_static(&self) -> bool {
+        self.host.is_some()
+    }
+
+    pub fn to_pb(&self, now: i64) -> v1::Session {
+        let ts = |v: Option<i64>| v.map(Timestamp::from_millis);
+        v1::Session {
+            id: self.id.to_vec(),
+            workspace_id: self.workspace_id.to_vec(),
+            pool_id: self.pool_id.to_vec(),
+            provider_id: self.provider_id.to_vec(),
+            token: self.token.clone(),
+            scheme: self.scheme.clone().unwrap_or_default(),
+            host: self.host.clone().unwrap_or_default(),
+            port: self.port.unwrap_or_default(),
+            username: self.username.clone().unwrap_or_default(),
+            enabled: self.enabled,
+            version: self.version,
+            created_at: ts(Some(self.created_at)),
+            updated_at: ts(Some(self.updated_at)),
+            health: Some(v1::SessionHealth {
+                healthy: assign::is_healthy(self.unhealthy_until, now),
+                consecutive_failures: self.consecutive_failures,
+                last_success_at: ts(self.last_success_at),
+                last_failure_at: ts(self.last_failure_at),
+                unhealthy_until: ts(self.unhealthy_until),
+            }),
+            assignment_count: self.assignment_count,
+        }
+    }
+}
+
+const COLS: &str = "id, workspace_id, pool_id, provider_id, token, scheme, host, port, username, password, enabled, \
+    consecutive_failures, last_success_at, last_failure_at, unhealthy_until, assignment_count, version, created_at, \
+    updated_at, deleted_at IS NOT NULL";
+
+fn row(r: &Row) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: r.get(0)?,
+        workspace_id: r.get(1)?,
+        pool_id: r.get(2)?,
+        provider_id: r.get(3)?,
+        token: r.get(4)?,
+        scheme: r.get(5)?,
+        host: r.get(6)?,
+        port: r.get(7)?,
+        username: r.get(8)?,
+        password: r.get(9)?,
+        enabled: r.get(10)?,
+        consecutive_failures: r.get(11)?,
+        last_success_at: r.get(12)?,
+        last_failure_at: r.get(13)?,
+        unhealthy_until: r.get(14)?,
+        assignment_count: r.get(15)?,
+        version: r.get(16)?,
+        created_at: r.get(17)?,
+        updated_at: r.get(18)?,
+        deleted: r.get(19)?,
+    })
+}
+
+pub fn insert(c: &Connection, s: &SessionRow) -> Result<()> {
+    c.prepare_cached(
+        "INSERT INTO sessions(id, workspace_id, pool_id, provider_id, token, scheme, host, port, username, password, \
+         enabled, version, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        s.id,
+        s.workspace_id,
+        s.pool_id,
+        s.provider_id,
+        s.token,
+        s.scheme,
+        s.host,
+        s.port,
+        s.username,
+        s.password,
+        s.enabled,
+        s.version,
+        s.created_at,
+        s.updated_at
+    ])?;
+    Ok(())
+}
+
+/// Writes the user-editable fields back.
+pub fn update(c: &Connection, s: &SessionRow) -> Result<()> {
+    c.execute(
+        "UPDATE sessions SET scheme = ?2, host = ?3, port = ?4, username = ?5, password = ?6, enabled = ?7, \
+         version = ?8, updated_at = ?9 WHERE id = ?1",
+        params![s.id, s.scheme, s.host, s.port, s.username, s.password, s.enabled, s.version, s.updated_at],
+    )?;
+    Ok(())
+}
+
+/// A live session of the workspace.
+pub fn get(c: &Connection, ws: WorkspaceId, id: SessionId) -> Result<Option<SessionRow>> {
+    Ok(c.prepare_cached(&format!(
+        "SELECT {COLS} FROM sessions WHERE id = ?1 AND workspace_id = ?2 AND deleted_at IS NULL"
+    ))?
+    .query_row(params![id, ws], row)
+    .optional()?)
+}
+
+/// A session by id whatever its state (for resolution of an assignment).
+pub fn get_any(c: &Connection, id: SessionId) -> Result<Option<SessionRow>> {
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLS} FROM sessions WHERE id = ?1"))?
+            .query_row([id], row)
+            .optional()?,
+    )
+}
+
+/// Ids of live sessions, of one pool or the whole workspace.
+pub fn list_ids(
+    c: &Connection,
+    ws: WorkspaceId,
+    pool: Option<PoolId>,
+    cursor: Option<[u8; 16]>,
+    size: usize,
+) -> Result<Page<SessionId>> {
+    let lim = size as i64 + 1;
+    let rows = match pool {
+        Some(p) => c
+            .prepare_cached(
+                "SELECT id FROM sessions WHERE pool_id = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
+            )?
+            .query_map(params![p, after(cursor), lim], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<SessionId>>>()?,
+        None => c
+            .prepare_cached(
+                "SELECT id FROM sessions WHERE workspace_id = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
+            )?
+            .query_map(params![ws, after(cursor), lim], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<SessionId>>>()?,
+    };
+    Ok(page(rows, size, |s| s.0))
+}
+
+/// The live session holding a token in a pool.
+pub fn live_by_token(c: &Connection, pool: PoolId, token: &str) -> Result<Option<SessionId>> {
+    Ok(c.prepare_cached(
+        "SELECT id FROM sessions WHERE pool_id = ?1 AND token = ?2 AND deleted_at IS NULL",
+    )?
+    .query_row(params![pool, token], |r| r.get(0))
+    .optional()?)
+}
+
+/// The highest all-digit token among the pool's live sessions (Webshare
+/// tokens are list indexes).
+pub fn max_numeric_token(c: &Connection, pool: PoolId) -> Result<i64> {
+    Ok(c
+        .prepare_cached(
+            "SELECT coalesce(max(CAST(token AS INTEGER)), 0) FROM sessions WHERE pool_id = ?1 AND deleted_at IS NULL \
+             AND length(token) <= 18 AND token NOT GLOB '*[^0-9]*'",
+        )?
+        .query_row([pool], |r| r.get(0))?)
+}
+
+pub fn soft_delete(c: &Connection, id: SessionId, now: i64) -> Result<()> {
+    c.execute(
+        "UPDATE sessions SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
+pub fn set_health(c: &Connection, s: &SessionRow) -> Result<()> {
+    c.prepare_cached(
+        "UPDATE sessions SET consecutive_failures = ?2, last_success_at = ?3, last_failure_at = ?4, unhealthy_until = ?5 \
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        s.id,
+        s.consecutive_failures,
+        s.last_success_at,
+        s.last_failure_at,
+        s.unhealthy_until
+    ])?;
+    Ok(())
+}
+
+/// Re-seals every session password of the workspace with `f`.
+pub fn reseal_passwords(
+    c: &Connection,
+    ws: WorkspaceId,
+    mut f: impl FnMut(SessionId, &[u8]) -> Result<Vec<u8>>,
+) -> Result<()> {
+    let rows = c
+        .prepare(
+            "SELECT id, password FROM sessions WHERE workspace_id = ?1 AND password IS NOT NULL",
+        )?
+        .query_map([ws], |r| {
+            Ok((r.get::<_, SessionId>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut stmt = c.prepare("UPDATE sessions SET password = ?2 WHERE id = ?1")?;
+    for (id, sealed) in rows {
+        stmt.execute(params![id, f(id, &sealed)?])?;
+    }
+    Ok(())
+}
+
+/// How many least-loaded sessions session choice looks at.
+pub const CHOICE_WINDOW: i64 = 64;
+
+/// The least-loaded live, enabled, healthy sessions of a pool below the cap,
+/// fewest assignments first (index `sessions_choice`).
+pub fn candidates(
+    c: &Connection,
+    pool: PoolId,
+    max_per_session: i32,
+    exclude: Option<SessionId>,
+    now: i64,
+) -> Result<Vec<Candidate>> {
+    let cap = if max_per_session > 0 {
+        max_per_session as i64
+    } else {
+        i64::MAX
+    };
+    Ok(c.prepare_cached(
+        "SELECT id, assignment_count, unhealthy_until FROM sessions INDEXED BY sessions_choice \
+             WHERE pool_id = ?1 AND deleted_at IS NULL AND enabled = 1 AND assignment_count < ?2 \
+             AND (unhealthy_until IS NULL OR unhealthy_until <= ?3) AND id IS NOT ?4 \
+             ORDER BY assignment_count LIMIT ?5",
+    )?
+    .query_map(params![pool, cap, now, exclude, CHOICE_WINDOW], |r| {
+        Ok(Candidate {
+            id: r.get(0)?,
+            assignments: r.get(1)?,
+            enabled: true,
+            deleted: false,
+            unhealthy_until: r.get(2)?,
+        })
+    })?
+    .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Live sessions by state, for /metrics.
+pub fn count_by_state(c: &Connection, now: i64) -> Result<Vec<(&'static str, i64)>> {
+    let (healthy, unhealthy, disabled): (i64, i64, i64) = c.query_row(
+        "SELECT coalesce(sum(enabled = 1 AND (unhealthy_until IS NULL OR unhealthy_until <= ?1)), 0), \
+                coalesce(sum(enabled = 1 AND unhealthy_until > ?1), 0), \
+                coalesce(sum(enabled = 0), 0) \
+         FROM sessions WHERE deleted_at IS NULL",
+        [now],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(vec![
+        ("healthy", healthy),
+        ("unhealthy", unhealthy),
+        ("disabled", disabled),
+    ])
+}

@@ -21,7 +21,13 @@ fn row(r: &Row) -> rusqlite::Result<v1::Workspace> {
     })
 }
 
-pub fn insert(c: &Connection, id: WorkspaceId, name: &str, wrapped_key: &[u8], now: i64) -> Result<()> {
+pub fn insert(
+    c: &Connection,
+    id: WorkspaceId,
+    name: &str,
+    wrapped_key: &[u8],
+    now: i64,
+) -> Result<()> {
     c.execute(
         "INSERT INTO workspaces(id, name, key_version, version, created_at, updated_at) VALUES (?1, ?2, 1, 1, ?3, ?3)",
         params![id, name, now],
@@ -30,9 +36,11 @@ pub fn insert(c: &Connection, id: WorkspaceId, name: &str, wrapped_key: &[u8], n
 }
 
 pub fn get(c: &Connection, id: WorkspaceId) -> Result<Option<v1::Workspace>> {
-    Ok(c.prepare_cached(&format!("SELECT {COLS} FROM workspaces WHERE id = ?1"))?
-        .query_row([id], row)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLS} FROM workspaces WHERE id = ?1"))?
+            .query_row([id], row)
+            .optional()?,
+    )
 }
 
 pub fn exists(c: &Connection, id: WorkspaceId) -> Result<bool> {
@@ -41,18 +49,29 @@ pub fn exists(c: &Connection, id: WorkspaceId) -> Result<bool> {
 }
 
 /// All workspaces (`only` = None) or just one, in creation order.
-pub fn list(c: &Connection, only: Option<WorkspaceId>, cursor: Option<[u8; 16]>, size: usize) -> Result<Page<v1::Workspace>> {
+pub fn list(
+    c: &Connection,
+    only: Option<WorkspaceId>,
+    cursor: Option<[u8; 16]>,
+    size: usize,
+) -> Result<Page<v1::Workspace>> {
     let rows = match only {
         None => c
-            .prepare_cached(&format!("SELECT {COLS} FROM workspaces WHERE id > ?1 ORDER BY id LIMIT ?2"))?
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM workspaces WHERE id > ?1 ORDER BY id LIMIT ?2"
+            ))?
             .query_map(params![after(cursor), size as i64 + 1], row)?
             .collect::<rusqlite::Result<Vec<_>>>()?,
         Some(id) => c
-            .prepare_cached(&format!("SELECT {COLS} FROM workspaces WHERE id = ?1 AND id > ?2"))?
+            .prepare_cached(&format!(
+                "SELECT {COLS} FROM workspaces WHERE id = ?1 AND id > ?2"
+            ))?
             .query_map(params![id, after(cursor)], row)?
             .collect::<rusqlite::Result<Vec<_>>>()?,
     };
-    Ok(page(rows, size, |w| w.id.as_slice().try_into().unwrap_or_default()))
+    Ok(page(rows, size, |w| {
+        w.id.as_slice().try_into().unwrap_or_default()
+    }))
 }
 
 pub fn rename(c: &Connection, id: WorkspaceId, name: &str, now: i64) -> Result<()> {
@@ -67,7 +86,13 @@ pub fn delete(c: &Connection, id: WorkspaceId) -> Result<bool> {
     Ok(c.execute("DELETE FROM workspaces WHERE id = ?1", [id])? > 0)
 }
 
-pub fn insert_data_key(c: &Connection, id: WorkspaceId, version: u32, wrapped: &[u8], now: i64) -> Result<()> {
+pub fn insert_data_key(
+    c: &Connection,
+    id: WorkspaceId,
+    version: u32,
+    wrapped: &[u8],
+    now: i64,
+) -> Result<()> {
     c.execute(
         "INSERT INTO data_keys(workspace_id, key_version, wrapped, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![id, version, wrapped, now],
@@ -76,14 +101,18 @@ pub fn insert_data_key(c: &Connection, id: WorkspaceId, version: u32, wrapped: &
 }
 
 pub fn wrapped_data_key(c: &Connection, id: WorkspaceId, version: u32) -> Result<Vec<u8>> {
-    Ok(c.prepare_cached("SELECT wrapped FROM data_keys WHERE workspace_id = ?1 AND key_version = ?2")?
-        .query_row(params![id, version], |r| r.get(0))?)
+    Ok(c.prepare_cached(
+        "SELECT wrapped FROM data_keys WHERE workspace_id = ?1 AND key_version = ?2",
+    )?
+    .query_row(params![id, version], |r| r.get(0))?)
 }
 
 pub fn key_version(c: &Connection, id: WorkspaceId) -> Result<Option<u32>> {
-    Ok(c.prepare_cached("SELECT key_version FROM workspaces WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT key_version FROM workspaces WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?,
+    )
 }
 
 pub fn set_key_version(c: &Connection, id: WorkspaceId, version: u32, now: i64) -> Result<()> {
@@ -92,4 +121,20 @@ pub fn set_key_version(c: &Connection, id: WorkspaceId, version: u32, now: i64) 
         params![id, version, now],
     )?;
     Ok(())
+}
+
+pub fn delete_data_keys_before(c: &Connection, id: WorkspaceId, version: u32) -> Result<()> {
+    c.execute(
+        "DELETE FROM data_keys WHERE workspace_id = ?1 AND key_version < ?2",
+        params![id, version],
+    )?;
+    Ok(())
+}
+
+pub fn all_data_keys(c: &Connection) -> Result<Vec<(WorkspaceId, u32, Vec<u8>)>> {
+    Ok(
+        c.prepare("SELECT workspace_id, key_version, wrapped FROM data_keys")?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    )
 }
