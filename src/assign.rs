@@ -176,14 +176,14 @@ mod tests {
             None
         );
         assert_eq!(
-            choose(&[full.clone()], 0, None, now, &mut rng),
+            choose(std::slice::from_ref(&full), 0, None, now, &mut rng),
             Some(full.id),
             "0 is unlimited"
         );
         let mut healed = cand(6, 0);
         healed.unhealthy_until = Some(now);
         assert_eq!(
-            choose(&[healed.clone()], 0, None, now, &mut rng),
+            choose(std::slice::from_ref(&healed), 0, None, now, &mut rng),
             Some(healed.id),
             "half-open after cooldown"
         );

@@ -152,20 +152,22 @@ mod tests {
 
     #[test]
     fn role_matrix_follows_the_contract() {
-        use Access::*;
-        use Role::*;
+        let accesses = [
+            Access::Admin,
+            Access::Owner,
+            Access::Edit,
+            Access::Resolve,
+            Access::Read,
+        ];
         let table = [
-            (Admin, [true, true, true, true, true]),
-            (Owner, [false, true, true, true, true]),
-            (Editor, [false, false, true, true, true]),
-            (Resolver, [false, false, false, true, false]),
-            (Viewer, [false, false, false, false, true]),
+            (Role::Admin, [true, true, true, true, true]),
+            (Role::Owner, [false, true, true, true, true]),
+            (Role::Editor, [false, false, true, true, true]),
+            (Role::Resolver, [false, false, false, true, false]),
+            (Role::Viewer, [false, false, false, false, true]),
         ];
         for (role, allowed) in table {
-            for (access, want) in [Access::Admin, Owner, Edit, Resolve, Read]
-                .iter()
-                .zip(allowed)
-            {
+            for (access, want) in accesses.iter().zip(allowed) {
                 assert_eq!(access.allows(role), want, "{role:?} {access:?}");
             }
         }

@@ -344,3 +344,24 @@ mod tests {
         assert!(e.contains("127.0.0.1:8080"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// config.example.toml documents every key with its default value.
+    #[test]
+    fn example_config_lists_every_key_with_its_default() {
+        let text = include_str!("../config.example.toml");
+        let table: toml::Table = toml::from_str(text).unwrap();
+        for (k, default) in KEYS {
+            let want: toml::Table = toml::from_str(&format!("v = {default}")).unwrap();
+            assert_eq!(table.get(*k), Some(&want["v"]), "config.example.toml: {k}");
+        }
+        assert_eq!(
+            table.len(),
+            KEYS.len(),
+            "config.example.toml has a key the binary does not know"
+        );
+    }
+}

@@ -185,10 +185,8 @@ pub fn parse_get(query: &str, h: &Headers, now: Instant) -> Result<(Call, Vec<u8
             "message" => message = Some(v),
             "base64" => base64 = v == b"1",
             "compression" => compression_name = Some(String::from_utf8_lossy(&v).into_owned()),
-            "connect" => {
-                if v != b"v1" {
-                    return Err(Error::invalid("the connect query parameter must be v1").into());
-                }
+            "connect" if v != b"v1" => {
+                return Err(Error::invalid("the connect query parameter must be v1").into());
             }
             _ => {}
         }

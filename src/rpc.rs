@@ -192,6 +192,11 @@ pub fn handle(
         deadline: call.deadline,
     };
     let out = (method.run)(&mut ctx, call.codec, body)?;
+    // A write that ran out of time was rolled back before commit; a read
+    // that finished late is refused too, so the deadline is a deadline.
+    if method.read_only && call.deadline.is_some_and(|d| Instant::now() >= d) {
+        return Err(Error::deadline());
+    }
     if call.accept_gzip && out.len() >= connect::GZIP_MIN_BYTES {
         return Ok(Reply {
             body: connect::gzip(&out),

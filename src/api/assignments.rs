@@ -281,9 +281,10 @@ fn proxy_for(tx: &Connection, keys: &Keyring, ws: WorkspaceId, s: &SessionRow) -
             )
         }
         _ => {
-            let (_, gateway, sealed) = providers::for_resolve(tx, s.provider_id)?
+            let up = providers::for_resolve(tx, s.provider_id)?
                 .ok_or_else(|| Error::internal("session names a missing provider"))?;
-            let g = gateway.ok_or_else(|| {
+            let sealed = up.credentials;
+            let g = up.gateway.ok_or_else(|| {
                 Error::precondition(
                     "The session's provider has no gateway; give it one with UpdateProvider.",
                 )

@@ -103,7 +103,6 @@ fn insert(
     pool: PoolId,
     provider: &ProviderRow,
     spec: Spec,
-    field: &str,
     next_index: &mut Option<i64>,
 ) -> Result<SessionRow> {
     let rotation = spec.endpoint.is_none();
@@ -116,9 +115,9 @@ fn insert(
     let token = match spec.token {
         Some(t) => {
             if webshare_rotation && !t.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Error::invalid(format!(
-                    "{field} must be numeric for a Webshare rotation session."
-                )));
+                return Err(Error::invalid(
+                    "token must be numeric for a Webshare rotation session.",
+                ));
             }
             if db::live_by_token(tx, pool, &t)?.is_some() {
                 return Err(Error::exists(format!(
@@ -199,7 +198,7 @@ pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionR
     let keys = &ctx.state.keys;
     let row = ctx.write(|tx| {
         let p = check_target(tx, ws, pool, provider)?;
-        insert(tx, keys, ws, pool, &p, spec, "token", &mut None)
+        insert(tx, keys, ws, pool, &p, spec, &mut None)
     })?;
     Ok(CreateSessionResponse {
         session: Some(row.to_pb(store::now_ms())),
@@ -240,13 +239,10 @@ pub fn bulk_create(
                     continue;
                 }
             }
-            let row =
-                insert(tx, keys, ws, pool, &p, spec, "token", &mut next_index).map_err(|e| {
-                    Error {
-                        message: format!("sessions[{i}]: {}", e.message),
-                        ..e
-                    }
-                })?;
+            let row = insert(tx, keys, ws, pool, &p, spec, &mut next_index).map_err(|e| Error {
+                message: format!("sessions[{i}]: {}", e.message),
+                ..e
+            })?;
             ids.push(row.id.to_vec());
             created += 1;
         }

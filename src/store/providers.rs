@@ -214,29 +214,35 @@ pub fn set_key_version_all(c: &Connection, ws: WorkspaceId, key_version: u32) ->
     Ok(())
 }
 
-/// The gateway and sealed credentials a rotation session resolves through.
-pub fn for_resolve(
-    c: &Connection,
-    id: ProviderId,
-) -> Result<Option<(i32, Option<Gateway>, Option<Vec<u8>>)>> {
+/// What a rotation session resolves through.
+pub struct Upstream {
+    pub gateway: Option<Gateway>,
+    /// Sealed.
+    pub credentials: Option<Vec<u8>>,
+}
+
+pub fn for_resolve(c: &Connection, id: ProviderId) -> Result<Option<Upstream>> {
     Ok(c
         .prepare_cached(
-            "SELECT type, gw_scheme, gw_host, gw_port, gw_username_template, gw_password_template, credentials \
+            "SELECT gw_scheme, gw_host, gw_port, gw_username_template, gw_password_template, credentials \
              FROM providers WHERE id = ?1",
         )?
         .query_row([id], |r| {
-            let host: Option<String> = r.get(2)?;
+            let host: Option<String> = r.get(1)?;
             let gateway = match host {
                 Some(host) => Some(Gateway {
-                    scheme: r.get(1)?,
+                    scheme: r.get(0)?,
                     host,
-                    port: r.get(3)?,
-                    username_template: r.get(4)?,
-                    password_template: r.get(5)?,
+                    port: r.get(2)?,
+                    username_template: r.get(3)?,
+                    password_template: r.get(4)?,
                 }),
                 None => None,
             };
-            Ok((r.get(0)?, gateway, r.get(6)?))
+            Ok(Upstream {
+                gateway,
+                credentials: r.get(5)?,
+            })
         })
         .optional()?)
 }
