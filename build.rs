@@ -23,6 +23,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&std::fs::read(&descriptors)?)?
         .extern_path(".google.protobuf.Timestamp", "crate::pb::Timestamp")
+        // protojson: unknown fields are ignored (a client built from a newer
+        // proto must keep working).
+        .ignore_unknown_fields()
         .build(&[".proxies.v1"])?;
     Ok(())
 }

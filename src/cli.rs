@@ -48,7 +48,7 @@ pub enum Command {
 pub enum KeysCommand {
     /// Create a key and print only its secret.
     Create(CreateKey),
-    /// List keys: id, workspace, role, prefix, name, state.
+    /// List keys, tab-separated: id, workspace, role, prefix, state, name.
     List,
     /// Revoke a key by id.
     Revoke {

@@ -284,15 +284,39 @@ pub fn decode<M: prost::Message + DeserializeOwned + Default>(
             if body.iter().all(u8::is_ascii_whitespace) {
                 return Ok(M::default());
             }
-            serde_json::from_slice(body).map_err(|e| {
+            let bad = |e: serde_json::Error| {
                 Error::invalid(format!("The request body is not a valid JSON message: {e}"))
-            })
+            };
+            match serde_json::from_slice(body) {
+                Ok(m) => Ok(m),
+                // protojson: `null` means "not set", also on plain fields,
+                // which pbjson refuses. Drop nulls and try once more (only
+                // on this slow path, so the common case parses once).
+                Err(e) => {
+                    let mut v: serde_json::Value =
+                        serde_json::from_slice(body).map_err(|_| bad(e))?;
+                    strip_nulls(&mut v);
+                    serde_json::from_value(v).map_err(bad)
+                }
+            }
         }
         Codec::Proto => M::decode(body).map_err(|e| {
             Error::invalid(format!(
                 "The request body is not a valid protobuf message: {e}"
             ))
         }),
+    }
+}
+
+/// Removes object members whose value is null, at every depth.
+fn strip_nulls(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(strip_nulls),
+        _ => {}
     }
 }
 

@@ -259,6 +259,11 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, peer: IpAddr) -> Resp
         "/metrics" => return metrics(state, &req).await,
         _ => {}
     }
+    if state.shutting_down.load(Ordering::Relaxed) {
+        // A request that arrives on a kept-alive connection after SIGTERM.
+        let e = Error::unavailable("The server is shutting down; retry on a new connection.");
+        return closing(error_response(503, &e));
+    }
     let Some(index) = rpc::lookup(&path) else {
         state
             .metrics

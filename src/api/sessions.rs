@@ -87,6 +87,14 @@ fn check_target(
     Ok(p)
 }
 
+/// Numbering of generated Webshare tokens within one call.
+#[derive(Default)]
+struct NextIndex {
+    next: Option<i64>,
+    /// Numeric tokens the request names explicitly.
+    named: std::collections::HashSet<i64>,
+}
+
 fn random_token() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
@@ -103,7 +111,7 @@ fn insert(
     pool: PoolId,
     provider: &ProviderRow,
     spec: Spec,
-    next_index: &mut Option<i64>,
+    next_index: &mut NextIndex,
 ) -> Result<SessionRow> {
     let rotation = spec.endpoint.is_none();
     if rotation && provider.gateway.is_none() {
@@ -127,11 +135,15 @@ fn insert(
             t
         }
         None if webshare_rotation => {
-            let n = match next_index {
-                Some(n) => *n,
+            let mut n = match next_index.next {
+                Some(n) => n,
                 None => db::max_numeric_token(tx, pool)? + 1,
             };
-            *next_index = Some(n + 1);
+            // Skip indexes that items of the same request name explicitly.
+            while next_index.named.contains(&n) {
+                n += 1;
+            }
+            next_index.next = Some(n + 1);
             n.to_string()
         }
         None => random_token(),
@@ -198,7 +210,7 @@ pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionR
     let keys = &ctx.state.keys;
     let row = ctx.write(|tx| {
         let p = check_target(tx, ws, pool, provider)?;
-        insert(tx, keys, ws, pool, &p, spec, &mut None)
+        insert(tx, keys, ws, pool, &p, spec, &mut NextIndex::default())
     })?;
     Ok(CreateSessionResponse {
         session: Some(row.to_pb(store::now_ms())),
@@ -230,7 +242,13 @@ pub fn bulk_create(
         let p = check_target(tx, ws, pool, provider)?;
         let mut ids = Vec::with_capacity(specs.len());
         let (mut created, mut existing) = (0, 0);
-        let mut next_index = None;
+        let mut next_index = NextIndex {
+            next: None,
+            named: specs
+                .iter()
+                .filter_map(|s| s.token.as_deref()?.parse::<i64>().ok())
+                .collect(),
+        };
         for (i, spec) in specs.into_iter().enumerate() {
             if let Some(t) = &spec.token {
                 if let Some(id) = db::live_by_token(tx, pool, t)? {

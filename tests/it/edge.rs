@@ -1,0 +1,344 @@
+//! The HTTP edge apart from the Connect methods: /healthz, /metrics, header
+//! limits and timeouts, many keep-alive connections, and secrets at rest.
+
+use std::io::Write;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::*;
+
+#[test]
+fn healthz_answers_ok_without_auth() {
+    let s = Server::start();
+    let r = s.get("/healthz", &[]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text().trim(), "ok");
+}
+
+#[test]
+fn metrics_count_requests_latency_rate_limits_and_connections() {
+    let s = Server::start();
+    let ws = s.create_workspace("metered");
+    s.rpc("GetWorkspace", &s.admin, json!({ "workspaceId": ws }))
+        .ok();
+    s.rpc(
+        "GetWorkspace",
+        &s.admin,
+        json!({ "workspaceId": random_id() }),
+    )
+    .assert_error(404, "not_found");
+    s.rpc("GetWorkspace", "pp_nope", json!({ "workspaceId": ws }))
+        .assert_error(401, "unauthenticated");
+    let r = s.get("/metrics", &[]);
+    assert_eq!(r.status, 200);
+    assert!(
+        r.header("content-type")
+            .unwrap_or("")
+            .starts_with("text/plain"),
+        "{:?}",
+        r.header("content-type")
+    );
+    let m = r.text();
+    for want in [
+        "proxyplane_requests_total{method=\"GetWorkspace\",code=\"ok\"} 1\n",
+        "proxyplane_requests_total{method=\"GetWorkspace\",code=\"not_found\"} 1\n",
+        "proxyplane_requests_total{method=\"GetWorkspace\",code=\"unauthenticated\"} 1\n",
+        "proxyplane_requests_total{method=\"CreateWorkspace\",code=\"ok\"} 1\n",
+        "# TYPE proxyplane_request_duration_seconds histogram",
+        "proxyplane_request_duration_seconds_bucket{method=\"GetWorkspace\",le=\"+Inf\"} 3\n",
+        "proxyplane_request_duration_seconds_count{method=\"GetWorkspace\"} 3\n",
+        "proxyplane_request_duration_seconds_sum{method=\"GetWorkspace\"}",
+        "proxyplane_rate_limited_total ",
+        "proxyplane_open_connections ",
+    ] {
+        assert!(m.contains(want), "metrics lack {want:?}:\n{m}");
+    }
+    // The open-connection gauge counts a connection we hold.
+    let mut held = s.conn();
+    held.request("GET", "/healthz", &[], b"").unwrap();
+    let open: i64 = s
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("proxyplane_open_connections "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        open >= 2,
+        "open connections {open} with one held and one asking"
+    );
+    // No secret reaches the metrics.
+    assert!(!m.contains(&s.admin));
+}
+
+#[test]
+fn metrics_can_require_an_admin_key() {
+    let s = Launch::default()
+        .env("PROXYPLANE_METRICS_REQUIRE_KEY", "true")
+        .start();
+    s.get("/metrics", &[]).assert_error(401, "unauthenticated");
+    let (_, owner) = s.workspace_with_key("m", "OWNER");
+    s.get("/metrics", &[("Authorization", &bearer(&owner))])
+        .assert_error(403, "permission_denied");
+    let r = s.get("/metrics", &[("Authorization", &bearer(&s.admin))]);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("proxyplane_open_connections"));
+    // /healthz stays open.
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+}
+
+#[test]
+fn a_64_kib_header_is_refused_and_the_server_keeps_serving() {
+    let s = Server::start();
+    let mut conn = s.conn();
+    let big = "a".repeat(64 * 1024);
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+    // The server may close before reading it all; a failed write is fine.
+    let _ = conn.stream.write_all(req.as_bytes());
+    match conn.read_reply(false) {
+        Ok(r) => assert_eq!(r.status, 431, "{}", r.text()),
+        Err(e) => assert!(
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+            "neither 431 nor a closed connection: {e}"
+        ),
+    }
+    assert!(
+        conn.wait_closed(Duration::from_secs(3)).is_some(),
+        "the connection stayed open"
+    );
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+    // Many small headers that add up past the limit are refused as well.
+    let mut conn = s.conn();
+    let mut req = String::from("GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..2000 {
+        req.push_str(&format!("X-H{i}: {}\r\n", "v".repeat(20)));
+    }
+    req.push_str("\r\n");
+    let _ = conn.stream.write_all(req.as_bytes());
+    if let Ok(r) = conn.read_reply(false) {
+        assert_eq!(r.status, 431);
+    }
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+}
+
+#[test]
+fn slowloris_headers_are_cut_off() {
+    let s = Launch::default()
+        .env("PROXYPLANE_HEADER_READ_TIMEOUT_SECONDS", "1")
+        .start();
+    let mut conn = s.conn();
+    conn.send(b"POST /proxies.v1.Proxies/GetWorkspace HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        .unwrap();
+    let closed = conn
+        .wait_closed(Duration::from_secs(5))
+        .expect("the server never closed a slow header");
+    assert!(
+        closed >= Duration::from_millis(800),
+        "closed too early: {closed:?}"
+    );
+    assert!(closed < Duration::from_secs(4), "closed late: {closed:?}");
+    // Dripping bytes does not extend the deadline.
+    let mut conn = s.conn();
+    let start = std::time::Instant::now();
+    let mut closed = false;
+    for b in
+        b"GET /healthz HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".iter()
+    {
+        if conn.stream.write_all(&[*b]).is_err() {
+            closed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if start.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+    }
+    assert!(
+        closed || conn.wait_closed(Duration::from_millis(500)).is_some(),
+        "a dripping header kept the connection"
+    );
+    assert!(start.elapsed() < Duration::from_secs(4));
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+}
+
+#[test]
+fn slow_bodies_are_cut_off() {
+    let s = Launch::default()
+        .env("PROXYPLANE_BODY_READ_TIMEOUT_SECONDS", "1")
+        .start();
+    let auth = bearer(&s.admin);
+    let mut conn = s.conn();
+    let mut bytes = conn.head(
+        "POST",
+        &format!("{SVC}CreateWorkspace"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        100,
+    );
+    bytes.extend_from_slice(b"{\"name\":");
+    conn.send(&bytes).unwrap();
+    let started = std::time::Instant::now();
+    match conn.read_reply(false) {
+        Ok(r) => assert!(r.status >= 400, "{}", r.text()),
+        Err(e) => panic!("no answer to a stalled body: {e}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+}
+
+#[test]
+fn sixty_four_keep_alive_connections_are_all_served() {
+    let s = Server::start();
+    let ws = s.create_workspace("busy");
+    let mut conns: Vec<Conn> = (0..64).map(|_| s.conn()).collect();
+    let auth = bearer(&s.admin);
+    let body = json!({ "workspaceId": ws }).to_string();
+    for round in 0..3 {
+        // Every connection has a request in flight before any is read.
+        for c in conns.iter_mut() {
+            let mut req = c.head(
+                "POST",
+                &format!("{SVC}GetWorkspace"),
+                &[
+                    ("Content-Type", "application/json"),
+                    ("Authorization", &auth),
+                ],
+                body.len(),
+            );
+            req.extend_from_slice(body.as_bytes());
+            c.send(&req).unwrap();
+        }
+        for (i, c) in conns.iter_mut().enumerate() {
+            let r = c
+                .read_reply(false)
+                .unwrap_or_else(|e| panic!("round {round}, connection {i}: {e}"));
+            r.ok();
+            assert_eq!(r.json["workspace"]["id"], ws.as_str());
+            assert_ne!(
+                r.header("connection"),
+                Some("close"),
+                "round {round}, connection {i}"
+            );
+        }
+    }
+    // Pipelined requests on one connection are answered in order.
+    let c = &mut conns[0];
+    let mut req = Vec::new();
+    for _ in 0..3 {
+        req.extend(c.head("GET", "/healthz", &[], 0));
+    }
+    c.send(&req).unwrap();
+    for _ in 0..3 {
+        assert_eq!(c.read_reply(false).unwrap().status, 200);
+    }
+}
+
+#[test]
+fn no_api_key_secret_is_stored_in_plaintext() {
+    let s = Server::start();
+    let (ws, owner) = s.workspace_with_key("at rest", "OWNER");
+    let (_, viewer) = s.create_key(&ws, "VIEWER");
+    let cli_key = cli_ok(
+        &s.dir,
+        &["keys", "create", "--workspace", &ws, "--role", "EDITOR"],
+    )
+    .trim()
+    .to_owned();
+    for k in [&owner, &viewer, &cli_key, &s.admin] {
+        s.rpc("GetWorkspace", k, json!({ "workspaceId": ws })).ok();
+    }
+    let secrets = [&s.admin, &owner, &viewer, &cli_key];
+    let mut scanned = 0;
+    for entry in std::fs::read_dir(&s.dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name == "admin.key" {
+            continue;
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        scanned += bytes.len();
+        for secret in secrets {
+            // The stored prefix (`pp_` + 7 characters) is fine; the rest is not.
+            let tail = &secret.as_bytes()[10..];
+            assert!(
+                !bytes.windows(tail.len()).any(|w| w == tail),
+                "{name} holds an API key secret in plaintext"
+            );
+        }
+    }
+    assert!(scanned > 4096, "nothing was scanned");
+    let db = rusqlite::Connection::open(s.dir.join("proxyplane.db")).unwrap();
+    let n: i64 = db
+        .query_row("SELECT count(*) FROM api_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 4, "the scan looked at the live database");
+    // Nor in the log.
+    let log = s.stderr();
+    for secret in secrets {
+        assert!(!log.contains(secret.as_str()), "a secret was logged");
+    }
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
+    let s = Launch::default()
+        .env("PROXYPLANE_IDLE_TIMEOUT_SECONDS", "1")
+        .start();
+    let mut conn = s.conn();
+    conn.request("GET", "/healthz", &[], b"").unwrap();
+    let closed = conn
+        .wait_closed(Duration::from_secs(5))
+        .expect("an idle connection stayed open");
+    assert!(
+        closed >= Duration::from_millis(700),
+        "closed after only {closed:?}"
+    );
+    // A connection in use is not idle: requests every 400 ms keep it open
+    // well past the timeout.
+    let mut conn = s.conn();
+    for _ in 0..6 {
+        assert_eq!(
+            conn.request("GET", "/healthz", &[], b"").unwrap().status,
+            200
+        );
+        std::thread::sleep(Duration::from_millis(400));
+    }
+}
+
+#[test]
+fn connections_beyond_max_connections_wait_for_a_free_slot() {
+    let s = Launch::default()
+        .env("PROXYPLANE_MAX_CONNECTIONS", "2")
+        .start();
+    let mut a = s.conn();
+    let mut b = s.conn();
+    assert_eq!(a.request("GET", "/healthz", &[], b"").unwrap().status, 200);
+    assert_eq!(b.request("GET", "/healthz", &[], b"").unwrap().status, 200);
+    let mut c = s.conn();
+    c.send(&c.head("GET", "/healthz", &[], 0)).unwrap();
+    c.stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    assert!(
+        c.read_reply(false).is_err(),
+        "a third connection was served while two were open"
+    );
+    drop(a);
+    c.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let r = c.read_reply(false).expect("served once a slot was free");
+    assert_eq!(r.status, 200);
+    assert_eq!(b.request("GET", "/healthz", &[], b"").unwrap().status, 200);
+}

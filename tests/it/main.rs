@@ -1,0 +1,25 @@
+//! Integration tests: the real `proxyplane` binary on 127.0.0.1:0, driven
+//! over raw HTTP/1.1 and its command line. One test binary (`cargo test
+//! --test it`); `common` is the harness every module shares.
+
+#[allow(dead_code)]
+mod common;
+
+/// The generated API types, for the binary protobuf codec.
+#[allow(dead_code, unused_imports)]
+#[path = "../../src/pb.rs"]
+mod pb;
+
+mod assignments;
+mod cli_and_revocation;
+mod codecs;
+mod config;
+mod edge;
+mod errors;
+mod inventory;
+mod limits;
+mod pagination;
+mod ratelimit;
+mod roles;
+mod seeds;
+mod shutdown;
