@@ -103,7 +103,6 @@ CREATE TABLE sessions (
 CREATE UNIQUE INDEX sessions_live_token ON sessions(pool_id, token) WHERE deleted_at IS NULL;
 CREATE INDEX sessions_live_by_workspace ON sessions(workspace_id, id) WHERE deleted_at IS NULL;
 CREATE INDEX sessions_live_by_pool ON sessions(pool_id, id) WHERE deleted_at IS NULL;
-CREATE INDEX sessions_live_by_provider ON sessions(provider_id) WHERE deleted_at IS NULL;
 -- Session choice: the least-loaded enabled live sessions of a pool first.
 CREATE INDEX sessions_choice ON sessions(pool_id, assignment_count) WHERE deleted_at IS NULL AND enabled = 1;
 

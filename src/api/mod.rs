@@ -114,22 +114,24 @@ use crate::crypto::{self, Keyring};
 use crate::ids::WorkspaceId;
 use crate::store::workspaces as ws_store;
 
-/// Seals a secret of a row under the workspace's current data key; returns
-/// the blob and the key version.
-pub fn seal(
-    tx: &Connection,
-    keys: &Keyring,
-    ws: WorkspaceId,
-    row_id: &[u8; 16],
-    column: &str,
-    plaintext: &[u8],
-) -> Result<(Vec<u8>, u32)> {
-    let version = ws_store::key_version(tx, ws)?.ok_or_else(|| Error::not_found("workspace"))?;
-    let key = keys.data_key(ws, version, || ws_store::wrapped_data_key(tx, ws, version))?;
-    Ok((
-        crypto::seal_secret(&key, version, row_id, column, plaintext),
-        version,
-    ))
+/// Seals secrets of a workspace's rows under its current data key, fetched
+/// once per call (BulkCreateSessions seals thousands).
+pub struct Sealer {
+    key: std::sync::Arc<orion::hazardous::aead::xchacha20poly1305::SecretKey>,
+    pub version: u32,
+}
+
+impl Sealer {
+    pub fn new(tx: &Connection, keys: &Keyring, ws: WorkspaceId) -> Result<Self> {
+        let version =
+            ws_store::key_version(tx, ws)?.ok_or_else(|| Error::not_found("workspace"))?;
+        let key = keys.data_key(ws, version, || ws_store::wrapped_data_key(tx, ws, version))?;
+        Ok(Sealer { key, version })
+    }
+
+    pub fn seal(&self, row_id: &[u8; 16], column: &str, plaintext: &[u8]) -> Vec<u8> {
+        crypto::seal_secret(&self.key, self.version, row_id, column, plaintext)
+    }
 }
 
 /// Opens a sealed secret of a row, with the data key version it names.

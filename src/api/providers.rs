@@ -112,7 +112,8 @@ fn seal_credentials(
         password: c.password.clone(),
     };
     let json = serde_json::to_vec(&stored).map_err(Error::internal)?;
-    super::seal(tx, keys, ws, &id.0, "credentials", &json)
+    let sealer = super::Sealer::new(tx, keys, ws)?;
+    Ok((sealer.seal(&id.0, "credentials", &json), sealer.version))
 }
 
 /// Opens a provider's sealed credentials.
@@ -237,7 +238,7 @@ pub fn disconnect(
     let id = ProviderId::parse(&req.provider_id)?;
     ctx.write(|tx| {
         db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("provider"))?;
-        if db::has_live_sessions(tx, id)? {
+        if db::has_live_sessions(tx, ws, id)? {
             return Err(Error::precondition(
                 "Live sessions use this provider; delete them before disconnecting it.",
             ));

@@ -5,7 +5,6 @@ use rand::Rng;
 use rusqlite::Connection;
 
 use crate::assign;
-use crate::crypto;
 use crate::error::{Error, Result};
 use crate::ids::{self, PoolId, ProviderId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
@@ -31,12 +30,22 @@ struct Endpoint {
     password: Option<String>,
 }
 
-fn check_spec(prefix: &str, s: &SessionSpec) -> Result<Spec> {
-    let field = |f: &str| format!("{prefix}{f}");
+/// Checks one session request; errors of a bulk item name its index.
+fn check_spec(index: Option<usize>, s: &SessionSpec) -> Result<Spec> {
+    check_spec_fields(s).map_err(|e| match index {
+        Some(i) => Error {
+            message: format!("sessions[{i}].{}", e.message),
+            ..e
+        },
+        None => e,
+    })
+}
+
+fn check_spec_fields(s: &SessionSpec) -> Result<Spec> {
     let token = if s.token.is_empty() {
         None
     } else {
-        check_token(&field("token"), &s.token)?;
+        check_token("token", &s.token)?;
         Some(s.token.clone())
     };
     let is_static = !(s.host.is_empty()
@@ -46,16 +55,15 @@ fn check_spec(prefix: &str, s: &SessionSpec) -> Result<Spec> {
         && s.password.is_empty());
     let endpoint = if is_static {
         if s.host.is_empty() {
-            return Err(Error::invalid(format!(
-                "{} is required for a static session (a rotation session sets only a token).",
-                field("host")
-            )));
+            return Err(Error::invalid(
+                "host is required for a static session (a rotation session sets only a token).",
+            ));
         }
-        let scheme = check_scheme(&field("scheme"), &s.scheme)?;
-        check_host(&field("host"), &s.host)?;
-        check_port(&field("port"), s.port)?;
-        check_secretish(&field("username"), &s.username)?;
-        check_secretish(&field("password"), &s.password)?;
+        let scheme = check_scheme("scheme", &s.scheme)?;
+        check_host("host", &s.host)?;
+        check_port("port", s.port)?;
+        check_secretish("username", &s.username)?;
+        check_secretish("password", &s.password)?;
         let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
         Some(Endpoint {
             scheme,
@@ -103,10 +111,11 @@ fn random_token() -> String {
         .collect()
 }
 
-/// Inserts one checked session. `next_index` numbers generated Webshare tokens.
+/// Inserts one checked session whose token (if any) the caller found free.
+/// `next_index` numbers generated Webshare tokens.
 fn insert(
     tx: &Connection,
-    ctx_keys: &crypto::Keyring,
+    sealer: &super::Sealer,
     ws: WorkspaceId,
     pool: PoolId,
     provider: &ProviderRow,
@@ -126,11 +135,6 @@ fn insert(
                 return Err(Error::invalid(
                     "token must be numeric for a Webshare rotation session.",
                 ));
-            }
-            if db::live_by_token(tx, pool, &t)?.is_some() {
-                return Err(Error::exists(format!(
-                    "The token {t:?} is already used by a live session in this pool."
-                )));
             }
             t
         }
@@ -152,10 +156,9 @@ fn insert(
     let now = store::now_ms();
     let (scheme, host, port, username, password) = match spec.endpoint {
         Some(e) => {
-            let sealed = match e.password {
-                Some(p) => Some(super::seal(tx, ctx_keys, ws, &id.0, "password", p.as_bytes())?.0),
-                None => None,
-            };
+            let sealed = e
+                .password
+                .map(|p| sealer.seal(&id.0, "password", p.as_bytes()));
             (
                 Some(e.scheme),
                 Some(e.host),
@@ -197,7 +200,7 @@ pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionR
     let pool = PoolId::parse(&req.pool_id)?;
     let provider = ProviderId::parse(&req.provider_id)?;
     let spec = check_spec(
-        "",
+        None,
         &SessionSpec {
             token: req.token,
             scheme: req.scheme,
@@ -210,7 +213,15 @@ pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionR
     let keys = &ctx.state.keys;
     let row = ctx.write(|tx| {
         let p = check_target(tx, ws, pool, provider)?;
-        insert(tx, keys, ws, pool, &p, spec, &mut NextIndex::default())
+        if let Some(t) = &spec.token {
+            if db::live_by_token(tx, pool, t)?.is_some() {
+                return Err(Error::exists(format!(
+                    "The token {t:?} is already used by a live session in this pool."
+                )));
+            }
+        }
+        let sealer = super::Sealer::new(tx, keys, ws)?;
+        insert(tx, &sealer, ws, pool, &p, spec, &mut NextIndex::default())
     })?;
     Ok(CreateSessionResponse {
         session: Some(row.to_pb(store::now_ms())),
@@ -235,11 +246,12 @@ pub fn bulk_create(
         .sessions
         .iter()
         .enumerate()
-        .map(|(i, s)| check_spec(&format!("sessions[{i}]."), s))
+        .map(|(i, s)| check_spec(Some(i), s))
         .collect::<Result<Vec<_>>>()?;
     let keys = &ctx.state.keys;
     let (ids, created, existing) = ctx.write(|tx| {
         let p = check_target(tx, ws, pool, provider)?;
+        let sealer = super::Sealer::new(tx, keys, ws)?;
         let mut ids = Vec::with_capacity(specs.len());
         let (mut created, mut existing) = (0, 0);
         let mut next_index = NextIndex {
@@ -257,10 +269,11 @@ pub fn bulk_create(
                     continue;
                 }
             }
-            let row = insert(tx, keys, ws, pool, &p, spec, &mut next_index).map_err(|e| Error {
-                message: format!("sessions[{i}]: {}", e.message),
-                ..e
-            })?;
+            let row =
+                insert(tx, &sealer, ws, pool, &p, spec, &mut next_index).map_err(|e| Error {
+                    message: format!("sessions[{i}]: {}", e.message),
+                    ..e
+                })?;
             ids.push(row.id.to_vec());
             created += 1;
         }
@@ -381,7 +394,7 @@ pub fn update(ctx: &mut Ctx, req: UpdateSessionRequest) -> Result<UpdateSessionR
             row.password = if p.is_empty() {
                 None
             } else {
-                Some(super::seal(tx, keys, ws, &id.0, "password", p.as_bytes())?.0)
+                Some(super::Sealer::new(tx, keys, ws)?.seal(&id.0, "password", p.as_bytes()))
             };
             changed = true;
         }

@@ -169,11 +169,14 @@ pub fn type_taken(c: &Connection, ws: WorkspaceId, ptype: i32) -> Result<bool> {
     .exists(params![ws, ptype])?)
 }
 
-pub fn has_live_sessions(c: &Connection, id: ProviderId) -> Result<bool> {
+/// Through the workspace's live-session index: DisconnectProvider is rare,
+/// and one index fewer makes every session insert cheaper.
+pub fn has_live_sessions(c: &Connection, ws: WorkspaceId, id: ProviderId) -> Result<bool> {
     Ok(c.prepare_cached(
-        "SELECT 1 FROM sessions WHERE provider_id = ?1 AND deleted_at IS NULL LIMIT 1",
+        "SELECT 1 FROM sessions INDEXED BY sessions_live_by_workspace \
+         WHERE workspace_id = ?1 AND deleted_at IS NULL AND provider_id = ?2 LIMIT 1",
     )?
-    .exists([id])?)
+    .exists(params![ws, id])?)
 }
 
 /// Disconnects: a tombstone with its credentials wiped.
