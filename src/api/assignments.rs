@@ -351,12 +351,15 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
 
     // The common case: the binding stands, a read transaction is enough.
     let standing = ctx.read(|tx| {
-        let p = pool_of(tx, ws, pool)?;
-        let Some(a) = db::by_account(tx, pool, account)? else {
+        let Some((a, s, interval, on_unhealthy)) = db::binding(tx, ws, pool, account)? else {
+            pool_of(tx, ws, pool)?;
             return Ok(None);
         };
-        let s = session(tx, a.session_id)?;
-        match assign::judge(&binding(&a, &s), &policy(&p), now) {
+        let policy = Policy {
+            interval_ms: interval as i64 * 1000,
+            on_unhealthy,
+        };
+        match assign::judge(&binding(&a, &s), &policy, now) {
             Verdict::Keep => Ok(Some((a, proxy_for(tx, keys, ws, &s)?))),
             Verdict::PinnedUnusable => Err(pinned_unusable()),
             Verdict::MustMove | Verdict::MoveIfPossible => Ok(None),

@@ -5,8 +5,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::error::Result;
 use crate::ids::{AssignmentId, PoolId, SessionId, WorkspaceId};
 use crate::pb::{v1, Timestamp};
+use crate::store::sessions::SessionRow;
 
-use super::{after, page, Page};
+use super::{after, page, sessions, Page};
 
 #[derive(Debug, Clone)]
 pub struct AssignmentRow {
@@ -51,20 +52,24 @@ impl AssignmentRow {
 const COLS: &str =
     "id, workspace_id, pool_id, session_id, account_name, pinned, bound_at, rotations, version, created_at, updated_at";
 
-fn row(r: &Row) -> rusqlite::Result<AssignmentRow> {
+fn row_at(r: &Row, o: usize) -> rusqlite::Result<AssignmentRow> {
     Ok(AssignmentRow {
-        id: r.get(0)?,
-        workspace_id: r.get(1)?,
-        pool_id: r.get(2)?,
-        session_id: r.get(3)?,
-        account_name: r.get(4)?,
-        pinned: r.get(5)?,
-        bound_at: r.get(6)?,
-        rotations: r.get(7)?,
-        version: r.get(8)?,
-        created_at: r.get(9)?,
-        updated_at: r.get(10)?,
+        id: r.get(o)?,
+        workspace_id: r.get(o + 1)?,
+        pool_id: r.get(o + 2)?,
+        session_id: r.get(o + 3)?,
+        account_name: r.get(o + 4)?,
+        pinned: r.get(o + 5)?,
+        bound_at: r.get(o + 6)?,
+        rotations: r.get(o + 7)?,
+        version: r.get(o + 8)?,
+        created_at: r.get(o + 9)?,
+        updated_at: r.get(o + 10)?,
     })
+}
+
+fn row(r: &Row) -> rusqlite::Result<AssignmentRow> {
+    row_at(r, 0)
 }
 
 pub fn insert(c: &Connection, a: &AssignmentRow) -> Result<()> {
@@ -102,6 +107,46 @@ pub fn get(c: &Connection, ws: WorkspaceId, id: AssignmentId) -> Result<Option<A
     ))?
     .query_row(params![id, ws], row)
     .optional()?)
+}
+
+/// What a resolve needs in one statement: the account's assignment, its
+/// session (whatever its state) and the pool's rotation policy
+/// (interval seconds, on_unhealthy). None when the pool (of this
+/// workspace) has no such account.
+pub fn binding(
+    c: &Connection,
+    ws: WorkspaceId,
+    pool: PoolId,
+    account: &str,
+) -> Result<Option<(AssignmentRow, SessionRow, i32, bool)>> {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let sql = SQL.get_or_init(|| {
+        let prefixed = |cols: &str, t: &str| {
+            cols.split(", ")
+                .map(|c| format!("{t}.{}", c.trim()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "SELECT {}, {}, p.rotation_interval, p.rotate_on_unhealthy FROM assignments a \
+             JOIN pools p ON p.id = a.pool_id JOIN sessions s ON s.id = a.session_id \
+             WHERE a.pool_id = ?1 AND a.account_name = ?2 AND p.workspace_id = ?3",
+            prefixed(COLS, "a"),
+            prefixed(&sessions::COLS.replace('\n', " "), "s"),
+        )
+    });
+    let n = COLS.split(", ").count();
+    let m = sessions::COLS.split(", ").count();
+    Ok(c.prepare_cached(sql)?
+        .query_row(params![pool, account, ws], |r| {
+            Ok((
+                row_at(r, 0)?,
+                sessions::row_at(r, n)?,
+                r.get(n + m)?,
+                r.get(n + m + 1)?,
+            ))
+        })
+        .optional()?)
 }
 
 pub fn by_account(c: &Connection, pool: PoolId, account: &str) -> Result<Option<AssignmentRow>> {

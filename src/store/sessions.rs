@@ -69,33 +69,38 @@ impl SessionRow {
     }
 }
 
-const COLS: &str = "id, workspace_id, pool_id, provider_id, token, scheme, host, port, username, password, enabled, \
+pub const COLS: &str = "id, workspace_id, pool_id, provider_id, token, scheme, host, port, username, password, enabled, \
     consecutive_failures, last_success_at, last_failure_at, unhealthy_until, assignment_count, version, created_at, \
     updated_at, deleted_at IS NOT NULL";
 
-fn row(r: &Row) -> rusqlite::Result<SessionRow> {
+/// Maps the `COLS` columns starting at column `o`.
+pub fn row_at(r: &Row, o: usize) -> rusqlite::Result<SessionRow> {
     Ok(SessionRow {
-        id: r.get(0)?,
-        workspace_id: r.get(1)?,
-        pool_id: r.get(2)?,
-        provider_id: r.get(3)?,
-        token: r.get(4)?,
-        scheme: r.get(5)?,
-        host: r.get(6)?,
-        port: r.get(7)?,
-        username: r.get(8)?,
-        password: r.get(9)?,
-        enabled: r.get(10)?,
-        consecutive_failures: r.get(11)?,
-        last_success_at: r.get(12)?,
-        last_failure_at: r.get(13)?,
-        unhealthy_until: r.get(14)?,
-        assignment_count: r.get(15)?,
-        version: r.get(16)?,
-        created_at: r.get(17)?,
-        updated_at: r.get(18)?,
-        deleted: r.get(19)?,
+        id: r.get(o)?,
+        workspace_id: r.get(o + 1)?,
+        pool_id: r.get(o + 2)?,
+        provider_id: r.get(o + 3)?,
+        token: r.get(o + 4)?,
+        scheme: r.get(o + 5)?,
+        host: r.get(o + 6)?,
+        port: r.get(o + 7)?,
+        username: r.get(o + 8)?,
+        password: r.get(o + 9)?,
+        enabled: r.get(o + 10)?,
+        consecutive_failures: r.get(o + 11)?,
+        last_success_at: r.get(o + 12)?,
+        last_failure_at: r.get(o + 13)?,
+        unhealthy_until: r.get(o + 14)?,
+        assignment_count: r.get(o + 15)?,
+        version: r.get(o + 16)?,
+        created_at: r.get(o + 17)?,
+        updated_at: r.get(o + 18)?,
+        deleted: r.get(o + 19)?,
     })
+}
+
+fn row(r: &Row) -> rusqlite::Result<SessionRow> {
+    row_at(r, 0)
 }
 
 pub fn insert(c: &Connection, s: &SessionRow) -> Result<()> {
