@@ -30,27 +30,54 @@ impl Timestamp {
     /// RFC 3339 in UTC with `Z`, with 0, 3, 6 or 9 fractional digits as
     /// protojson does.
     pub fn to_rfc3339(self) -> String {
+        // Digits straight into a buffer: this runs several times per
+        // response and showed up in instruction counts with format!.
+        fn push(out: &mut Vec<u8>, v: i64, width: usize) {
+            let mut digits = [b'0'; 20];
+            let mut v = v.unsigned_abs();
+            let mut i = digits.len();
+            loop {
+                i -= 1;
+                digits[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+                if v == 0 {
+                    break;
+                }
+            }
+            let start = i.min(digits.len() - width);
+            out.extend_from_slice(&digits[start..]);
+        }
         let days = self.seconds.div_euclid(86_400);
         let secs = self.seconds.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        let mut s = format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        );
-        let n = self.nanos;
+        let mut out = Vec::with_capacity(30);
+        if y < 0 {
+            out.push(b'-');
+        }
+        push(&mut out, y, 4);
+        for (sep, v) in [
+            (b'-', m),
+            (b'-', d),
+            (b'T', secs / 3600),
+            (b':', secs / 60 % 60),
+            (b':', secs % 60),
+        ] {
+            out.push(sep);
+            push(&mut out, v, 2);
+        }
+        let n = i64::from(self.nanos.clamp(0, 999_999_999));
         if n != 0 {
+            out.push(b'.');
             if n % 1_000_000 == 0 {
-                s.push_str(&format!(".{:03}", n / 1_000_000));
+                push(&mut out, n / 1_000_000, 3);
             } else if n % 1000 == 0 {
-                s.push_str(&format!(".{:06}", n / 1000));
+                push(&mut out, n / 1000, 6);
             } else {
-                s.push_str(&format!(".{n:09}"));
+                push(&mut out, n, 9);
             }
         }
-        s.push('Z');
-        s
+        out.push(b'Z');
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Parses RFC 3339 (`Z` or a numeric offset), as protojson accepts.
