@@ -111,7 +111,13 @@ fn random_token() -> String {
         .collect()
 }
 
-/// Inserts one checked session whose token (if any) the caller found free.
+enum Inserted {
+    New(Box<SessionRow>),
+    /// A live session of the pool holds the token already.
+    Existing(SessionId),
+}
+
+/// Inserts one checked session, or finds the live one holding its token.
 /// `next_index` numbers generated Webshare tokens.
 fn insert(
     tx: &Connection,
@@ -121,7 +127,7 @@ fn insert(
     provider: &ProviderRow,
     spec: Spec,
     next_index: &mut NextIndex,
-) -> Result<SessionRow> {
+) -> Result<Inserted> {
     let rotation = spec.endpoint.is_none();
     if rotation && provider.gateway.is_none() {
         return Err(Error::precondition(
@@ -191,8 +197,12 @@ fn insert(
         updated_at: now,
         deleted: false,
     };
-    db::insert(tx, &row)?;
-    Ok(row)
+    if db::insert(tx, &row)? {
+        return Ok(Inserted::New(Box::new(row)));
+    }
+    db::live_by_token(tx, pool, &row.token)?
+        .map(Inserted::Existing)
+        .ok_or_else(|| Error::internal("token conflict without a live session"))
 }
 
 pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionResponse> {
@@ -221,7 +231,12 @@ pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionR
             }
         }
         let sealer = super::Sealer::new(tx, keys, ws)?;
-        insert(tx, &sealer, ws, pool, &p, spec, &mut NextIndex::default())
+        match insert(tx, &sealer, ws, pool, &p, spec, &mut NextIndex::default())? {
+            Inserted::New(row) => Ok(*row),
+            Inserted::Existing(_) => Err(Error::exists(
+                "The token is already used by a live session in this pool.",
+            )),
+        }
     })?;
     Ok(CreateSessionResponse {
         session: Some(row.to_pb(store::now_ms())),
@@ -262,20 +277,21 @@ pub fn bulk_create(
                 .collect(),
         };
         for (i, spec) in specs.into_iter().enumerate() {
-            if let Some(t) = &spec.token {
-                if let Some(id) = db::live_by_token(tx, pool, t)? {
-                    ids.push(id.to_vec());
-                    existing += 1;
-                    continue;
-                }
-            }
-            let row =
+            let inserted =
                 insert(tx, &sealer, ws, pool, &p, spec, &mut next_index).map_err(|e| Error {
                     message: format!("sessions[{i}]: {}", e.message),
                     ..e
                 })?;
-            ids.push(row.id.to_vec());
-            created += 1;
+            match inserted {
+                Inserted::New(row) => {
+                    ids.push(row.id.to_vec());
+                    created += 1;
+                }
+                Inserted::Existing(id) => {
+                    ids.push(id.to_vec());
+                    existing += 1;
+                }
+            }
         }
         Ok((ids, created, existing))
     })?;

@@ -103,11 +103,15 @@ fn row(r: &Row) -> rusqlite::Result<SessionRow> {
     row_at(r, 0)
 }
 
-pub fn insert(c: &Connection, s: &SessionRow) -> Result<()> {
-    c.prepare_cached(
-        "INSERT INTO sessions(id, workspace_id, pool_id, provider_id, token, scheme, host, port, username, password, \
-         enabled, version, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )?
+/// Inserts a session unless its token is taken by a live session of the
+/// pool: false then (one index probe instead of a lookup and an insert).
+pub fn insert(c: &Connection, s: &SessionRow) -> Result<bool> {
+    let n = c
+        .prepare_cached(
+            "INSERT INTO sessions(id, workspace_id, pool_id, provider_id, token, scheme, host, port, username, password, \
+         enabled, version, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+         ON CONFLICT(pool_id, token) WHERE deleted_at IS NULL DO NOTHING",
+        )?
     .execute(params![
         s.id,
         s.workspace_id,
@@ -124,7 +128,7 @@ pub fn insert(c: &Connection, s: &SessionRow) -> Result<()> {
         s.created_at,
         s.updated_at
     ])?;
-    Ok(())
+    Ok(n == 1)
 }
 
 /// Writes the user-editable fields back.
