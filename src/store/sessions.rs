@@ -249,7 +249,11 @@ pub fn reseal_passwords(
     Ok(())
 }
 
-/// How many least-loaded sessions session choice looks at.
+/// How many least-loaded sessions session choice looks at. Ties are broken
+/// at random among these (index order decides which of a larger tie make the
+/// window); since each choice raises the chosen session's count, load still
+/// spreads evenly, and the query stays an index range of 64 rows even at a
+/// million sessions.
 pub const CHOICE_WINDOW: i64 = 64;
 
 /// The least-loaded live, enabled, healthy sessions of a pool below the cap,
