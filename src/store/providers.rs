@@ -62,23 +62,28 @@ const COLS: &str =
     "id, workspace_id, type, name, gw_scheme, gw_host, gw_port, gw_username_template, \
     gw_password_template, enabled, credentials, key_version, version, created_at, updated_at";
 
+/// The five gateway columns from column `o` on (scheme, host, port,
+/// username template, password template); no host means no gateway.
+fn gateway_at(r: &Row, o: usize) -> rusqlite::Result<Option<Gateway>> {
+    let Some(host) = r.get::<_, Option<String>>(o + 1)? else {
+        return Ok(None);
+    };
+    Ok(Some(Gateway {
+        scheme: r.get(o)?,
+        host,
+        port: r.get(o + 2)?,
+        username_template: r.get(o + 3)?,
+        password_template: r.get(o + 4)?,
+    }))
+}
+
 fn row(r: &Row) -> rusqlite::Result<ProviderRow> {
-    let host: Option<String> = r.get(5)?;
     Ok(ProviderRow {
         id: r.get(0)?,
         workspace_id: r.get(1)?,
         ptype: r.get(2)?,
         name: r.get(3)?,
-        gateway: match host {
-            Some(host) => Some(Gateway {
-                scheme: r.get(4)?,
-                host,
-                port: r.get(6)?,
-                username_template: r.get(7)?,
-                password_template: r.get(8)?,
-            }),
-            None => None,
-        },
+        gateway: gateway_at(r, 4)?,
         enabled: r.get(9)?,
         credentials: r.get(10)?,
         key_version: r.get(11)?,
@@ -231,19 +236,8 @@ pub fn for_resolve(c: &Connection, id: ProviderId) -> Result<Option<Upstream>> {
              FROM providers WHERE id = ?1",
         )?
         .query_row([id], |r| {
-            let host: Option<String> = r.get(1)?;
-            let gateway = match host {
-                Some(host) => Some(Gateway {
-                    scheme: r.get(0)?,
-                    host,
-                    port: r.get(2)?,
-                    username_template: r.get(3)?,
-                    password_template: r.get(4)?,
-                }),
-                None => None,
-            };
             Ok(Upstream {
-                gateway,
+                gateway: gateway_at(r, 0)?,
                 credentials: r.get(5)?,
             })
         })
