@@ -20,22 +20,20 @@ const TAG_LEN: usize = 16;
 const CHECK_PLAINTEXT: &[u8] = b"proxyplane master key check v1";
 pub const CHECK_AAD: &[u8] = b"meta:master_check";
 
-fn seal_raw(key: &SecretKey, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+fn seal_raw(key: &SecretKey, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
     // 192-bit random nonces from the thread's CSPRNG (ChaCha, seeded and
     // reseeded from the OS): XChaCha's nonce space makes random nonces safe,
     // and a getrandom syscall per secret was a tenth of bulk inserts.
     let mut n = [0u8; NONCE_LEN];
     rand::RngCore::fill_bytes(&mut rand::rng(), &mut n);
-    let Ok(nonce) = Nonce::from_slice(&n) else {
-        return Vec::new();
-    };
+    let nonce = Nonce::from_slice(&n).map_err(|_| Error::internal("nonce"))?;
     let mut out = vec![0u8; NONCE_LEN + plaintext.len() + TAG_LEN];
     out[..NONCE_LEN].copy_from_slice(nonce.as_ref());
-    // Sealing only fails for lengths far beyond anything we store.
-    if xchacha20poly1305::seal(key, &nonce, plaintext, Some(aad), &mut out[NONCE_LEN..]).is_err() {
-        out.clear();
-    }
-    out
+    // Only lengths far beyond anything we store make sealing fail; if one
+    // ever does, the write fails rather than storing a blob that won't open.
+    xchacha20poly1305::seal(key, &nonce, plaintext, Some(aad), &mut out[NONCE_LEN..])
+        .map_err(|_| Error::internal("sealing failed"))?;
+    Ok(out)
 }
 
 fn open_raw(key: &SecretKey, blob: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
@@ -110,7 +108,7 @@ impl MasterKey {
         }
     }
 
-    pub fn check_value(&self) -> Vec<u8> {
+    pub fn check_value(&self) -> Result<Vec<u8>> {
         seal_raw(&self.key, CHECK_PLAINTEXT, CHECK_AAD)
     }
 
@@ -174,14 +172,14 @@ impl Keyring {
 
     /// A fresh data key for (workspace, version): the key and its wrapped
     /// form. Not cached: the transaction that stores it may still roll back.
-    pub fn new_data_key(&self, ws: WorkspaceId, version: u32) -> (Vec<u8>, SecretKey) {
+    pub fn new_data_key(&self, ws: WorkspaceId, version: u32) -> Result<(Vec<u8>, SecretKey)> {
         let key = SecretKey::generate();
         let wrapped = seal_raw(
             &self.master.key,
             key.unprotected_as_bytes(),
             &data_key_aad(ws, version),
-        );
-        (wrapped, key)
+        )?;
+        Ok((wrapped, key))
     }
 
     /// The data key of (workspace, version); `load` fetches the wrapped bytes
@@ -223,10 +221,10 @@ pub fn seal_secret(
     row_id: &[u8; 16],
     column: &str,
     plaintext: &[u8],
-) -> Vec<u8> {
+) -> Result<Vec<u8>> {
     let mut out = version.to_be_bytes().to_vec();
-    out.extend(seal_raw(key, plaintext, &secret_aad(row_id, column)));
-    out
+    out.extend(seal_raw(key, plaintext, &secret_aad(row_id, column))?);
+    Ok(out)
 }
 
 /// The data key version a sealed secret names.
@@ -274,7 +272,7 @@ mod tests {
     #[test]
     fn a_secret_sealed_for_one_row_does_not_open_on_another() {
         let k = SecretKey::generate();
-        let blob = seal_secret(&k, 1, &[1; 16], "password", b"s3cr3t");
+        let blob = seal_secret(&k, 1, &[1; 16], "password", b"s3cr3t").unwrap();
         assert_eq!(
             open_secret(&k, &[1; 16], "password", &blob).unwrap(),
             b"s3cr3t"
@@ -286,7 +284,7 @@ mod tests {
 
     #[test]
     fn master_check_fails_under_another_key() {
-        let check = master().check_value();
+        let check = master().check_value().unwrap();
         assert!(master().verifies(&check));
         assert!(!MasterKey::from_bytes(&[8u8; 32]).unwrap().verifies(&check));
     }

@@ -101,7 +101,7 @@ fn open(config: &Config, master_env: Option<&str>) -> Result<(store::Pool, Keyri
             ))
         }
         Some(_) => {}
-        None => store::meta_set(&conn, "master_check", &master.check_value())
+        None => store::meta_set(&conn, "master_check", &master.check_value().map_err(|e| e.message)?)
             .map_err(|e| format!("database: {e}"))?,
     }
     drop(conn);

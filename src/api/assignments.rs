@@ -371,7 +371,8 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
         // there now: concurrent resolves of one account create it once.
         None => ctx.write(|tx| {
             let p = pool_of(tx, ws, pool)?;
-            let a = match db::by_account(tx, pool, account)? {
+            // The assignment, and its session when that was read already.
+            let (a, current) = match db::by_account(tx, pool, account)? {
                 None => {
                     let s = pick(tx, &p, None, now)?.ok_or_else(no_session)?;
                     let a = AssignmentRow {
@@ -388,12 +389,12 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
                         updated_at: now,
                     };
                     db::insert(tx, &a)?;
-                    a
+                    (a, None)
                 }
                 Some(mut a) => {
                     let s = session(tx, a.session_id)?;
                     match assign::judge(&binding(&a, &s), &policy(&p), now) {
-                        Verdict::Keep => {}
+                        Verdict::Keep => (a, Some(s)),
                         Verdict::PinnedUnusable => return Err(pinned_unusable()),
                         v @ (Verdict::MustMove | Verdict::MoveIfPossible) => {
                             match pick(tx, &p, Some(a.session_id), now)? {
@@ -401,16 +402,19 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
                                     a.move_to(next, now);
                                     bump(&mut a, now);
                                     db::update(tx, &a)?;
+                                    (a, None)
                                 }
-                                None if v == Verdict::MoveIfPossible => {}
+                                None if v == Verdict::MoveIfPossible => (a, Some(s)),
                                 None => return Err(no_session()),
                             }
                         }
                     }
-                    a
                 }
             };
-            let s = session(tx, a.session_id)?;
+            let s = match current {
+                Some(s) => s,
+                None => session(tx, a.session_id)?,
+            };
             Ok((a, proxy_for(tx, keys, ws, &s)?))
         })?,
     };

@@ -129,7 +129,18 @@ impl Sealer {
         Ok(Sealer { key, version })
     }
 
-    pub fn seal(&self, row_id: &[u8; 16], column: &str, plaintext: &[u8]) -> Vec<u8> {
+    /// A fresh data key for the next version (RotateWorkspaceKey), stored
+    /// wrapped in the same transaction.
+    pub fn next(tx: &Connection, keys: &Keyring, ws: WorkspaceId, version: u32) -> Result<Self> {
+        let (wrapped, key) = keys.new_data_key(ws, version)?;
+        ws_store::insert_data_key(tx, ws, version, &wrapped, crate::store::now_ms())?;
+        Ok(Sealer {
+            key: std::sync::Arc::new(key),
+            version,
+        })
+    }
+
+    pub fn seal(&self, row_id: &[u8; 16], column: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
         crypto::seal_secret(&self.key, self.version, row_id, column, plaintext)
     }
 }

@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{self, Keyring};
+use crate::crypto::Keyring;
 use crate::error::{Error, Result};
 use crate::ids::{self, ProviderId, WorkspaceId};
 use crate::pb::v1::*;
@@ -113,7 +113,7 @@ fn seal_credentials(
     };
     let json = serde_json::to_vec(&stored).map_err(Error::internal)?;
     let sealer = super::Sealer::new(tx, keys, ws)?;
-    Ok((sealer.seal(&id.0, "credentials", &json), sealer.version))
+    Ok((sealer.seal(&id.0, "credentials", &json)?, sealer.version))
 }
 
 /// Opens a provider's sealed credentials.
@@ -259,22 +259,14 @@ pub fn rotate_workspace_key(
             workspaces::key_version(tx, ws)?.ok_or_else(|| Error::not_found("workspace"))?;
         let new = previous + 1;
         let now = store::now_ms();
-        let (wrapped, new_key) = keys.new_data_key(ws, new);
-        workspaces::insert_data_key(tx, ws, new, &wrapped, now)?;
+        let sealer = super::Sealer::next(tx, keys, ws, new)?;
         for (id, sealed) in db::sealed_credentials(tx, ws)? {
             let plain = super::open(tx, keys, ws, &id.0, "credentials", &sealed)?;
-            db::set_credentials(
-                tx,
-                id,
-                &crypto::seal_secret(&new_key, new, &id.0, "credentials", &plain),
-                new,
-            )?;
+            db::set_credentials(tx, id, &sealer.seal(&id.0, "credentials", &plain)?, new)?;
         }
         sessions::reseal_passwords(tx, ws, |id, sealed| {
             let plain = super::open(tx, keys, ws, &id.0, "password", sealed)?;
-            Ok(crypto::seal_secret(
-                &new_key, new, &id.0, "password", &plain,
-            ))
+            sealer.seal(&id.0, "password", &plain)
         })?;
         db::set_key_version_all(tx, ws, new)?;
         workspaces::set_key_version(tx, ws, new, now)?;

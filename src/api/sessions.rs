@@ -164,7 +164,8 @@ fn insert(
         Some(e) => {
             let sealed = e
                 .password
-                .map(|p| sealer.seal(&id.0, "password", p.as_bytes()));
+                .map(|p| sealer.seal(&id.0, "password", p.as_bytes()))
+                .transpose()?;
             (
                 Some(e.scheme),
                 Some(e.host),
@@ -410,7 +411,7 @@ pub fn update(ctx: &mut Ctx, req: UpdateSessionRequest) -> Result<UpdateSessionR
             row.password = if p.is_empty() {
                 None
             } else {
-                Some(super::Sealer::new(tx, keys, ws)?.seal(&id.0, "password", p.as_bytes()))
+                Some(super::Sealer::new(tx, keys, ws)?.seal(&id.0, "password", p.as_bytes())?)
             };
             changed = true;
         }

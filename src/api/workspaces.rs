@@ -16,7 +16,7 @@ use super::check_name;
 pub fn create_workspace(tx: &Connection, keys: &Keyring, name: &str) -> Result<Workspace> {
     check_name("name", name)?;
     let id = WorkspaceId::generate();
-    workspaces::insert(tx, id, name, &keys.new_data_key(id, 1).0, store::now_ms())?;
+    workspaces::insert(tx, id, name, &keys.new_data_key(id, 1)?.0, store::now_ms())?;
     workspaces::get(tx, id)?.ok_or_else(|| Error::internal("created workspace vanished"))
 }
 
