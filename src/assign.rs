@@ -80,9 +80,12 @@ pub enum Verdict {
 
 /// What a resolve does with an existing assignment.
 pub fn judge(b: &Binding, p: &Policy, now: i64) -> Verdict {
-    // A deleted session is never handed out, whatever the policy.
+    // A deleted or disabled session is never handed out, whatever the
+    // policy: disabling is how an operator trims a pool (seed 001).
+    // `on_unhealthy` governs only health, which is a guess from reports.
     let unusable = b.session_deleted
-        || (p.on_unhealthy && (!b.session_enabled || !is_healthy(b.session_unhealthy_until, now)));
+        || !b.session_enabled
+        || (p.on_unhealthy && !is_healthy(b.session_unhealthy_until, now));
     if unusable {
         return if b.pinned {
             Verdict::PinnedUnusable
@@ -244,8 +247,25 @@ mod tests {
         };
         assert_eq!(
             judge(&off, &never, 1),
+            Verdict::MustMove,
+            "a disabled session is never handed out, even with on_unhealthy off"
+        );
+        assert_eq!(
+            judge(
+                &Binding {
+                    pinned: true,
+                    ..off
+                },
+                &never,
+                1
+            ),
+            Verdict::PinnedUnusable,
+            "a pinned assignment on a disabled session is refused whatever the policy"
+        );
+        assert_eq!(
+            judge(&sick, &never, 1_000),
             Verdict::Keep,
-            "on_unhealthy off keeps a disabled session"
+            "on_unhealthy off keeps an unhealthy session"
         );
         assert_eq!(
             judge(&binding(), &never, i64::MAX / 2),

@@ -14,28 +14,57 @@ struct Bucket {
 pub struct Limiter<K> {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<K, Bucket>>,
+    buckets: Mutex<Buckets<K>>,
+}
+
+struct Buckets<K> {
+    map: HashMap<K, Bucket>,
+    /// The size at which the next sweep runs: twice what the last sweep
+    /// kept (at least `SWEEP_AT`), so sweeping costs O(1) per request
+    /// amortised however many keys are live.
+    sweep_at: usize,
+    sweeps: u64,
 }
 
 /// Entries kept before full (idle) buckets are swept.
 const SWEEP_AT: usize = 10_000;
+/// The most entries a limiter keeps (a few MiB). Past it, after a sweep,
+/// arbitrary buckets are dropped: a dropped bucket starts full again, which
+/// only matters to a client spread over this many addresses at once.
+const MAX_ENTRIES: usize = 100_000;
 
 impl<K: Hash + Eq + Copy> Limiter<K> {
     pub fn new(rate: f64, burst: f64) -> Self {
         Limiter {
             rate,
             burst: burst.max(1.0),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets {
+                map: HashMap::new(),
+                sweep_at: SWEEP_AT,
+                sweeps: 0,
+            }),
         }
     }
 
     fn with_bucket<T>(&self, key: K, now: Instant, f: impl FnOnce(&mut Bucket) -> T) -> T {
-        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= SWEEP_AT {
+        let mut guard = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let all = &mut *guard;
+        if all.map.len() >= all.sweep_at && !all.map.contains_key(&key) {
             let (rate, burst) = (self.rate, self.burst);
-            map.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+            // A bucket that has refilled is the same as no bucket.
+            all.map
+                .retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst);
+            if all.map.len() >= MAX_ENTRIES {
+                let excess = all.map.len() + 1 - MAX_ENTRIES / 2;
+                let drop: Vec<K> = all.map.keys().take(excess).copied().collect();
+                for k in drop {
+                    all.map.remove(&k);
+                }
+            }
+            all.sweep_at = (all.map.len() * 2).clamp(SWEEP_AT, MAX_ENTRIES);
+            all.sweeps += 1;
         }
-        let b = map.entry(key).or_insert(Bucket {
+        let b = all.map.entry(key).or_insert(Bucket {
             tokens: self.burst,
             at: now,
         });
@@ -67,18 +96,10 @@ impl<K: Hash + Eq + Copy> Limiter<K> {
         })
     }
 
-    /// Whether a token is there, without taking it.
-    pub fn check(&self, key: K) -> Result<(), u64> {
-        if self.rate <= 0.0 {
-            return Ok(());
-        }
-        self.with_bucket(key, Instant::now(), |b| {
-            if b.tokens >= 1.0 {
-                Ok(())
-            } else {
-                Err(self.wait_secs(b.tokens))
-            }
-        })
+    #[cfg(test)]
+    fn stats(&self) -> (usize, u64) {
+        let b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        (b.map.len(), b.sweeps)
     }
 }
 
@@ -110,5 +131,37 @@ mod tests {
         for _ in 0..100 {
             assert!(off.take_at(1, t).is_ok());
         }
+    }
+
+    #[test]
+    fn many_live_keys_are_swept_rarely_and_the_map_stays_bounded() {
+        // Every key keeps an empty bucket (a failing client), so a sweep
+        // frees nothing: before, every request past 10,000 keys ran a full
+        // sweep; now sweeps happen only when the map doubles.
+        let l = Limiter::new(0.001, 1.0);
+        let t = Instant::now();
+        for k in 0..40_000u32 {
+            let _ = l.take_at(k, t);
+        }
+        let (len, sweeps) = l.stats();
+        assert_eq!(len, 40_000);
+        assert!(sweeps <= 3, "{sweeps} sweeps for 40,000 keys");
+        for k in 40_000..(MAX_ENTRIES as u32 * 3) {
+            let _ = l.take_at(k, t);
+        }
+        let (len, sweeps) = l.stats();
+        assert!(len <= MAX_ENTRIES, "{len} entries");
+        assert!(sweeps < 20, "{sweeps} sweeps");
+    }
+
+    #[test]
+    fn refilled_buckets_are_swept() {
+        let l = Limiter::new(1000.0, 1.0);
+        let t = Instant::now();
+        for k in 0..SWEEP_AT as u32 {
+            let _ = l.take_at(k, t);
+        }
+        let _ = l.take_at(u32::MAX, t + Duration::from_secs(1));
+        assert_eq!(l.stats().0, 1, "only the new key is left");
     }
 }

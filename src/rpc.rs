@@ -153,22 +153,23 @@ pub fn handle(
     if call.deadline.is_some_and(|d| Instant::now() >= d) {
         return Err(Error::deadline());
     }
-    let Some(secret) = auth::bearer(call.authorization.as_deref()) else {
-        state.ip_limiter.take(peer).map_err(Error::rate_limited)?;
-        return Err(Error::unauthenticated());
+    // The per-IP bucket counts failed authentications only, and refuses
+    // only failures: a request with a valid key is never turned away by it,
+    // so one misconfigured bot behind a NAT (or on 127.0.0.1) cannot lock
+    // every valid key out. Guessing a 256-bit key is not helped by being
+    // told 401 rather than 429.
+    let failed = |e: Error| match state.ip_limiter.take(peer) {
+        Ok(()) => e,
+        Err(secs) => Error::rate_limited(secs),
     };
-    // A client that keeps failing authentication is slowed down before its
-    // next key is even looked at.
-    state.ip_limiter.check(peer).map_err(Error::rate_limited)?;
+    let Some(secret) = auth::bearer(call.authorization.as_deref()) else {
+        return Err(failed(Error::unauthenticated()));
+    };
     let mut conn = state.db.get()?;
     let principal = match auth::authenticate(&conn, state.keys.master(), secret) {
         Ok(p) => p,
-        Err(e) => {
-            if e.code == crate::error::Code::Unauthenticated {
-                let _ = state.ip_limiter.take(peer);
-            }
-            return Err(e);
-        }
+        Err(e) if e.code == crate::error::Code::Unauthenticated => return Err(failed(e)),
+        Err(e) => return Err(e),
     };
     state
         .key_limiter

@@ -789,7 +789,7 @@ fn resolve_moves_after_the_rotation_interval_unless_pinned() {
 }
 
 #[test]
-fn resolve_moves_off_a_disabled_session_but_not_with_on_unhealthy_off() {
+fn resolve_never_hands_out_a_disabled_session_whatever_on_unhealthy_says() {
     let srv = Server::start();
     let f = fx(&srv, json!({}));
     f.sessions(2);
@@ -813,12 +813,25 @@ fn resolve_moves_off_a_disabled_session_but_not_with_on_unhealthy_off() {
     let r = f.ws.resolve(&f.pool, "bot");
     r.assert_error(400, "failed_precondition");
 
-    // onUnhealthy false keeps a disabled session.
+    // onUnhealthy false governs health only: a disabled session still
+    // moves its accounts, and a pinned one on it is refused (seed 001:
+    // disabling trims a pool).
     let g = fx(&srv, json!({ "rotation": { "onUnhealthy": false } }));
     g.sessions(2);
     let (a, _) = g.resolve_ok("bot");
-    g.disable(a["sessionId"].as_str().expect("sid"));
-    assert_eq!(g.resolve_ok("bot").0, a);
+    let old = a["sessionId"].as_str().expect("sid").to_owned();
+    let pinned = g.create_ok("pinned", json!({ "sessionId": old, "pinned": true }));
+    g.disable(&old);
+    let (b, _) = g.resolve_ok("bot");
+    assert_ne!(b["sessionId"], a["sessionId"]);
+    assert_eq!(int(&b["rotations"]), 1);
+    g.ws.resolve(&g.pool, "pinned")
+        .assert_error(400, "failed_precondition");
+    assert_eq!(
+        g.ws.ok("GetAssignment", json!({ "assignmentId": id_of(&pinned) }))["assignment"],
+        pinned,
+        "a refused resolve changes nothing"
+    );
 }
 
 #[test]

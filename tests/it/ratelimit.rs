@@ -122,3 +122,32 @@ fn successful_requests_do_not_drain_the_auth_failure_bucket() {
     s.rpc("GetWorkspace", "pp_wrong", json!({ "workspaceId": ws }))
         .assert_error(401, "unauthenticated");
 }
+
+#[test]
+fn a_valid_key_is_never_refused_by_the_failed_auth_bucket() {
+    // Defaults: ~25 failures from one address used to make every later
+    // request from it 429, the ADMIN key too (the per-IP bucket was checked
+    // before the key was looked up): one misconfigured bot behind a NAT
+    // locked out every valid key.
+    let s = Launch::default().start();
+    let ws = s.create_workspace("nat");
+    let (_, resolver) = s.create_key(&ws, "RESOLVER");
+    let body = json!({ "workspaceId": ws });
+    let mut limited = 0;
+    for i in 0..40 {
+        let r = s.rpc("GetWorkspace", &format!("pp_wrong{i}"), body.clone());
+        if r.status == 429 {
+            limited += 1;
+            assert_rate_limited(&r);
+        } else {
+            r.assert_error(401, "unauthenticated");
+        }
+    }
+    assert!(limited > 0, "the failures themselves are limited");
+    s.rpc("GetWorkspace", &s.admin, body.clone()).ok();
+    // A valid key of any role goes on to its normal checks.
+    s.rpc("GetWorkspace", &resolver, body.clone())
+        .assert_error(403, "permission_denied");
+    // And failures from the address are still refused.
+    assert_rate_limited(&s.rpc("GetWorkspace", "pp_wrong", body));
+}
