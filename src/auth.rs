@@ -1,5 +1,9 @@
 //! Bearer API keys → `Principal`, and what each role may do.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use rusqlite::Connection;
 
 use crate::crypto::MasterKey;
@@ -118,11 +122,8 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
     (!t.is_empty()).then_some(t)
 }
 
-/// How often a key's last_used_at is written: at most once a minute, so the
-/// hot path stays read-only.
-const TOUCH_EVERY_MS: i64 = 60_000;
-
 /// Resolves a secret to its key; unknown and revoked keys are unauthenticated.
+/// Reads only: when the key was used is kept in `LastUsed`, not written here.
 pub fn authenticate(c: &Connection, master: &MasterKey, secret: &str) -> Result<Principal> {
     if !secret.starts_with("pp_") || secret.len() > 200 {
         return Err(Error::unauthenticated());
@@ -134,16 +135,63 @@ pub fn authenticate(c: &Connection, master: &MasterKey, secret: &str) -> Result<
     }
     let role = Role::from_i32(key.role)
         .ok_or_else(|| Error::internal("stored key has an unknown role"))?;
-    let now = store::now_ms();
-    if key.last_used_at.is_none_or(|t| now - t >= TOUCH_EVERY_MS) {
-        // Best effort: a busy database must not fail the request over this.
-        let _ = store::api_keys::touch(c, key.id, now);
-    }
     Ok(Principal {
         key_id: key.id,
         role,
         workspace: key.workspace,
     })
+}
+
+/// When each key was last used, kept in memory and written to the database
+/// in one small batch every `FLUSH_EVERY` and at shutdown: a write per key
+/// per minute on the request path made reads wait behind other writers
+/// (and sit in SQLite's busy handler) for a column nobody reads often.
+#[derive(Default)]
+pub struct LastUsed {
+    pending: Mutex<HashMap<ApiKeyId, i64>>,
+}
+
+pub const FLUSH_EVERY: Duration = Duration::from_secs(10);
+
+impl LastUsed {
+    pub fn record(&self, key: ApiKeyId, now: i64) {
+        let mut m = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let t = m.entry(key).or_insert(now);
+        *t = (*t).max(now);
+    }
+
+    /// A use not written yet, to show beside the stored value.
+    pub fn pending(&self, key: ApiKeyId) -> Option<i64> {
+        let m = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&key).copied()
+    }
+
+    /// Writes what is pending in one transaction, waiting at most `wait` for
+    /// the write lock; on failure the values stay pending for the next try.
+    pub fn flush(&self, db: &store::Pool, wait: Duration) -> Result<usize> {
+        let batch: Vec<(ApiKeyId, i64)> = {
+            let m = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+            m.iter().map(|(k, t)| (*k, *t)).collect()
+        };
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = db.get()?;
+        store::write(&mut conn, Some(Instant::now() + wait), |tx| {
+            for (k, t) in &batch {
+                store::api_keys::touch(tx, *k, *t)?;
+            }
+            Ok(())
+        })?;
+        let mut m = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, t) in &batch {
+            // Keep a use recorded while the batch was being written.
+            if m.get(k) == Some(t) {
+                m.remove(k);
+            }
+        }
+        Ok(batch.len())
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -161,12 +162,29 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
             config.auth_failure_burst,
         ),
         metrics: metrics::Metrics::default(),
+        last_used: auth::LastUsed::default(),
         shutting_down: AtomicBool::new(false),
         db: pool,
         keys: keyring,
         config,
     });
+    {
+        // Writes keys' last use in batches, off the request path.
+        let st = state.clone();
+        std::thread::Builder::new()
+            .name("proxyplane-last-used".into())
+            .spawn(move || loop {
+                std::thread::sleep(auth::FLUSH_EVERY);
+                if let Err(e) = st.last_used.flush(&st.db, Duration::from_secs(1)) {
+                    warn!("could not record API keys' last use (will retry): {e}");
+                }
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+    }
     server::run(state.clone(), listener)?;
+    if let Err(e) = state.last_used.flush(&state.db, store::BUSY_TIMEOUT) {
+        warn!("could not record API keys' last use at shutdown: {e}");
+    }
     // Checkpoint the WAL so the file is whole on its own after a clean stop.
     if let Ok(c) = state.db.get() {
         let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");

@@ -68,9 +68,13 @@ impl Metrics {
         }
         m.count.fetch_add(1, Relaxed);
         m.sum_micros.fetch_add(elapsed.as_micros() as u64, Relaxed);
-        if code == Some(Code::ResourceExhausted) {
-            self.rate_limited.fetch_add(1, Relaxed);
-        }
+    }
+
+    /// A refusal by a rate limiter, counted where it happens: other
+    /// resource_exhausted answers (a body over the limit) are not one.
+    pub fn rate_limited(&self, retry_after: u64) -> crate::error::Error {
+        self.rate_limited.fetch_add(1, Relaxed);
+        crate::error::Error::rate_limited(retry_after)
     }
 
     /// The Prometheus text exposition; `sessions` are (state, count) pairs.

@@ -27,6 +27,7 @@ pub struct State {
     pub key_limiter: Limiter<ApiKeyId>,
     pub ip_limiter: Limiter<IpAddr>,
     pub metrics: Metrics,
+    pub last_used: auth::LastUsed,
     pub shutting_down: AtomicBool,
 }
 
@@ -160,7 +161,7 @@ pub fn handle(
     // told 401 rather than 429.
     let failed = |e: Error| match state.ip_limiter.take(peer) {
         Ok(()) => e,
-        Err(secs) => Error::rate_limited(secs),
+        Err(secs) => state.metrics.rate_limited(secs),
     };
     let Some(secret) = auth::bearer(call.authorization.as_deref()) else {
         return Err(failed(Error::unauthenticated()));
@@ -171,10 +172,11 @@ pub fn handle(
         Err(e) if e.code == crate::error::Code::Unauthenticated => return Err(failed(e)),
         Err(e) => return Err(e),
     };
+    state.last_used.record(principal.key_id, store::now_ms());
     state
         .key_limiter
         .take(principal.key_id)
-        .map_err(Error::rate_limited)?;
+        .map_err(|secs| state.metrics.rate_limited(secs))?;
     if !method.access.allows(principal.role) {
         return Err(Error::denied());
     }

@@ -103,8 +103,12 @@ pub fn list(ctx: &mut Ctx, req: ListApiKeysRequest) -> Result<ListApiKeysRespons
         }
         api_keys::list(tx, ws, cursor, size)
     })?;
+    let mut keys = page.items;
+    for k in &mut keys {
+        show_pending_use(ctx, k);
+    }
     Ok(ListApiKeysResponse {
-        api_keys: page.items,
+        api_keys: keys,
         next_cursor: page.next_cursor,
     })
 }
@@ -120,6 +124,23 @@ pub fn revoke(ctx: &mut Ctx, req: RevokeApiKeyRequest) -> Result<RevokeApiKeyRes
         api_keys::get(tx, id)?.ok_or_else(|| Error::not_found("API key"))
     })?;
     Ok(RevokeApiKeyResponse { api_key: Some(key) })
+}
+
+/// A use recorded in memory and not flushed yet is shown, so `last_used_at`
+/// is current in the API even though it is written in batches.
+fn show_pending_use(ctx: &Ctx, k: &mut ApiKey) {
+    let Ok(id) = ApiKeyId::parse(&k.id) else {
+        return;
+    };
+    if let Some(t) = ctx.state.last_used.pending(id) {
+        let shown = k
+            .last_used_at
+            .as_ref()
+            .map(|s| s.seconds * 1000 + i64::from(s.nanos / 1_000_000));
+        if shown.is_none_or(|s| s < t) {
+            k.last_used_at = Some(crate::pb::Timestamp::from_millis(t));
+        }
+    }
 }
 
 /// Every key as one line of text, for `proxyplane keys list`.

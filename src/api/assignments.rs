@@ -79,8 +79,9 @@ pub fn create(ctx: &mut Ctx, req: CreateAssignmentRequest) -> Result<CreateAssig
     let pool = PoolId::parse(&req.pool_id)?;
     check_account(&req.account_name)?;
     let explicit = SessionId::parse_optional(&req.session_id)?;
-    let now = store::now_ms();
     let row = ctx.write(|tx| {
+        // Under the write lock: bound_at and updated_at follow commit order.
+        let now = store::now_ms();
         let p = pool_of(tx, ws, pool)?;
         if db::by_account(tx, pool, &req.account_name)?.is_some() {
             return Err(Error::exists(format!(
@@ -151,8 +152,9 @@ pub fn update(ctx: &mut Ctx, req: UpdateAssignmentRequest) -> Result<UpdateAssig
         .as_deref()
         .map(SessionId::parse)
         .transpose()?;
-    let now = store::now_ms();
     let row = ctx.write(|tx| {
+        // Under the write lock: bound_at and updated_at follow commit order.
+        let now = store::now_ms();
         let mut a = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("assignment"))?;
         store::check_version(req.expected_version, a.version)?;
         let mut changed = false;
@@ -178,8 +180,9 @@ pub fn update(ctx: &mut Ctx, req: UpdateAssignmentRequest) -> Result<UpdateAssig
 pub fn rebind(ctx: &mut Ctx, req: RebindAssignmentRequest) -> Result<RebindAssignmentResponse> {
     let ws = ctx.principal.scope(&req.workspace_id)?;
     let id = AssignmentId::parse(&req.assignment_id)?;
-    let now = store::now_ms();
     let row = ctx.write(|tx| {
+        // Under the write lock: bound_at and updated_at follow commit order.
+        let now = store::now_ms();
         let mut a = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("assignment"))?;
         if a.pinned {
             return Err(Error::precondition(
@@ -370,6 +373,8 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
         // Create or move under the write lock, deciding again on what is
         // there now: concurrent resolves of one account create it once.
         None => ctx.write(|tx| {
+            // Decided again under the write lock, at the time it is taken.
+            let now = store::now_ms();
             let p = pool_of(tx, ws, pool)?;
             // The assignment, and its session when that was read already.
             let (a, current) = match db::by_account(tx, pool, account)? {

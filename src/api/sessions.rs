@@ -446,8 +446,10 @@ pub fn report_result(
     if req.reason.chars().count() > 500 {
         return Err(Error::invalid("reason must be at most 500 characters."));
     }
-    let now = store::now_ms();
-    let row = ctx.write(|tx| {
+    let (row, now) = ctx.write(|tx| {
+        // Taken under the write lock, so a report that waited for it does
+        // not start a cooldown in the past.
+        let now = store::now_ms();
         let mut row = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("session"))?;
         let pool = pools::get(tx, ws, row.pool_id)?.ok_or_else(|| Error::not_found("pool"))?;
         let h = assign::report(
@@ -468,7 +470,7 @@ pub fn report_result(
             row.last_failure_at = Some(now);
         }
         db::set_health(tx, &row)?;
-        Ok(row)
+        Ok((row, now))
     })?;
     Ok(ReportSessionResultResponse {
         session: Some(row.to_pb(now)),

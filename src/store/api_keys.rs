@@ -58,12 +58,11 @@ pub struct KeyAuth {
     pub workspace: Option<WorkspaceId>,
     pub role: i32,
     pub revoked: bool,
-    pub last_used_at: Option<i64>,
 }
 
 pub fn by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<KeyAuth>> {
     Ok(c.prepare_cached(
-        "SELECT id, workspace_id, role, revoked_at IS NOT NULL, last_used_at FROM api_keys WHERE hash = ?1",
+        "SELECT id, workspace_id, role, revoked_at IS NOT NULL FROM api_keys WHERE hash = ?1",
     )?
     .query_row([&hash[..]], |r| {
         Ok(KeyAuth {
@@ -71,15 +70,16 @@ pub fn by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<KeyAuth>> {
             workspace: r.get(1)?,
             role: r.get(2)?,
             revoked: r.get(3)?,
-            last_used_at: r.get(4)?,
         })
     })
     .optional()?)
 }
 
 pub fn touch(c: &Connection, id: ApiKeyId, now: i64) -> Result<()> {
-    c.prepare_cached("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1")?
-        .execute(params![id, now])?;
+    c.prepare_cached(
+        "UPDATE api_keys SET last_used_at = max(coalesce(last_used_at, 0), ?2) WHERE id = ?1",
+    )?
+    .execute(params![id, now])?;
     Ok(())
 }
 

@@ -18,8 +18,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 const SCHEMA: &str = include_str!("../../schema.sql");
+/// Version 2: session counters for /metrics (also in schema.sql).
+const V2_SESSION_COUNTS: &str = include_str!("v2_session_counts.sql");
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
@@ -30,10 +32,14 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// How long a statement waits for another connection's lock (the offline
+/// CLI, a backup) before the call fails as unavailable.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Pragmas for every connection: busy_timeout first (so the next ones wait
 /// instead of failing), then WAL, NORMAL sync, foreign keys.
 fn configure(c: &Connection) -> rusqlite::Result<()> {
-    c.busy_timeout(Duration::from_secs(5))?;
+    c.busy_timeout(BUSY_TIMEOUT)?;
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", "NORMAL")?;
     c.pragma_update(None, "foreign_keys", "ON")?;
@@ -86,6 +92,18 @@ fn migrate(c: &mut Connection) -> Result<(), String> {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(|e| e.to_string())?;
     }
+    if v == 1 {
+        tx.execute_batch(V2_SESSION_COUNTS)
+            .map_err(|e| format!("upgrading to schema version 2: {e}"))?;
+        tx.execute(
+            "INSERT INTO session_counts SELECT 1, coalesce(sum(enabled <> 0), 0), coalesce(sum(enabled = 0), 0) \
+             FROM sessions WHERE deleted_at IS NULL",
+            [],
+        )
+        .map_err(|e| format!("upgrading to schema version 2: {e}"))?;
+        tx.pragma_update(None, "user_version", 2)
+            .map_err(|e| e.to_string())?;
+    }
     // Later versions add `if v < N { ... }` steps here, each in this transaction.
     tx.commit().map_err(|e| e.to_string())
 }
@@ -100,19 +118,37 @@ pub fn read<T>(c: &mut Connection, f: impl FnOnce(&Transaction) -> Result<T>) ->
 
 /// A writing RPC: the write lock is taken up front (IMMEDIATE); commit on Ok,
 /// rollback on Err or when the deadline has passed, so a request that runs
-/// out of time changes nothing.
+/// out of time changes nothing. The wait for the lock is bounded by the
+/// deadline too: a call never sits in SQLite's busy handler past it.
 pub fn write<T>(
     c: &mut Connection,
     deadline: Option<Instant>,
     f: impl FnOnce(&Transaction) -> Result<T>,
 ) -> Result<T> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let tx = begin_immediate(c, deadline)?;
     let out = f(&tx)?;
     if deadline.is_some_and(|d| Instant::now() >= d) {
         return Err(Error::deadline());
     }
     tx.commit()?;
     Ok(out)
+}
+
+fn begin_immediate(c: &mut Connection, deadline: Option<Instant>) -> Result<Transaction<'_>> {
+    let now = Instant::now();
+    let wait = match deadline {
+        Some(d) if d <= now => return Err(Error::deadline()),
+        Some(d) => (d - now).min(BUSY_TIMEOUT),
+        None => BUSY_TIMEOUT,
+    };
+    // Set on every write (a cheap call): a call that gave up early must not
+    // leave its short wait on the pooled connection for the next one.
+    c.busy_timeout(wait)?;
+    c.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| match deadline {
+            Some(d) if Instant::now() >= d => Error::deadline(),
+            _ => e.into(),
+        })
 }
 
 pub fn meta_get(c: &Connection, key: &str) -> Result<Option<Vec<u8>>> {

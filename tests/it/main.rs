@@ -18,6 +18,8 @@ mod edge;
 mod errors;
 mod inventory;
 mod limits;
+mod locks;
+mod metrics;
 mod pagination;
 mod ratelimit;
 mod roles;
