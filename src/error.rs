@@ -194,6 +194,16 @@ impl From<rusqlite::Error> for Error {
                 ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
                     return Error::unavailable("The database is busy; retry in a moment.")
                 }
+                // The transaction rolled back: nothing of the call was kept.
+                ErrorCode::DiskFull => {
+                    return Error {
+                        cause: Some(format!("sqlite: {e}")),
+                        ..Error::new(
+                            Code::ResourceExhausted,
+                            "The server's disk is full, so nothing was written; free space on the server and retry.",
+                        )
+                    }
+                }
                 ErrorCode::ConstraintViolation => {
                     if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                         || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY

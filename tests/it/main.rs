@@ -14,6 +14,7 @@ mod assignments;
 mod cli_and_revocation;
 mod codecs;
 mod config;
+mod disk;
 mod edge;
 mod errors;
 mod inventory;
