@@ -18,11 +18,41 @@ use crate::store::{self, pools, providers};
 
 use super::providers::open_credentials;
 
+/// 1..=128 printable characters. Refused: control (Cc), format (Cf: soft
+/// hyphen, zero-width and bidi controls, BOM, tags), line and paragraph
+/// separators (Zl, Zp), private-use (Co), surrogate (Cs) and unassigned (Cn,
+/// noncharacters included) code points, which print as nothing or differ
+/// between systems, so two names that look alike would be two accounts.
+/// Inner spaces are printable and allowed; leading or trailing whitespace
+/// is refused, as it is almost always a copy-paste accident.
 fn check_account(name: &str) -> Result<()> {
+    use unicode_general_category::{get_general_category, GeneralCategory as G};
     let n = name.chars().count();
-    if n == 0 || n > 128 || name.chars().any(char::is_control) {
+    if n == 0 || n > 128 {
         return Err(Error::invalid(
             "account_name must be 1 to 128 printable characters.",
+        ));
+    }
+    let invisible = name.chars().any(|c| {
+        matches!(
+            get_general_category(c),
+            G::Control
+                | G::Format
+                | G::LineSeparator
+                | G::ParagraphSeparator
+                | G::PrivateUse
+                | G::Surrogate
+                | G::Unassigned
+        )
+    });
+    if invisible {
+        return Err(Error::invalid(
+            "account_name must be printable: no control, invisible formatting, line or paragraph separator, private-use or unassigned characters.",
+        ));
+    }
+    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+        return Err(Error::invalid(
+            "account_name must not start or end with whitespace.",
         ));
     }
     Ok(())
@@ -244,11 +274,33 @@ fn session(tx: &Connection, id: SessionId) -> Result<SessionRow> {
     sessions::get_any(tx, id)?.ok_or_else(|| Error::internal("assignment names a missing session"))
 }
 
-/// Characters kept as they are in a URL's userinfo (RFC 3986 unreserved).
+/// Percent-encodes a login part with the WHATWG URL standard's userinfo
+/// percent-encode set: C0 controls, space, the ASCII punctuation
+/// `" # < > ? {backtick} { } / : ; = @ [ \ ] ^ |`, DEL and non-ASCII (as UTF-8
+/// bytes), plus `%` itself so that decoding gives back
+/// the original. RFC 3986 sub-delims other than `;` and `=` (`!$&'()*+,`)
+/// stay literal: node-steam-user sends the login without decoding it, and
+/// requests, httpx, curl, undici and the proxy agents read them either way.
 fn userinfo_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+            );
+        if keep {
             out.push(b as char);
         } else {
             out.push_str(&format!("%{b:02X}"));
@@ -257,11 +309,35 @@ fn userinfo_encode(s: &str) -> String {
     out
 }
 
+/// Fills `{username}`, `{password}` and `{token}` in one left-to-right
+/// pass, so a credential that itself contains a placeholder is copied as
+/// it is, never filled in turn.
 fn render(template: &str, username: &str, password: &str, token: &str) -> String {
-    template
-        .replace("{username}", username)
-        .replace("{password}", password)
-        .replace("{token}", token)
+    let mut out = String::with_capacity(template.len() + username.len() + password.len());
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        let hit = [
+            ("{username}", username),
+            ("{password}", password),
+            ("{token}", token),
+        ]
+        .into_iter()
+        .find(|(p, _)| tail.starts_with(p));
+        match hit {
+            Some((p, value)) => {
+                out.push_str(value);
+                rest = &tail[p.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The endpoint a session resolves to, secrets opened.
@@ -434,9 +510,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn userinfo_is_percent_encoded() {
+    fn userinfo_is_percent_encoded_with_the_whatwg_userinfo_set() {
         assert_eq!(userinfo_encode("user-1.a_b~"), "user-1.a_b~");
         assert_eq!(userinfo_encode("p@ss:w/rd %"), "p%40ss%3Aw%2Frd%20%25");
+        assert_eq!(userinfo_encode("Pa$$!&'()*+,"), "Pa$$!&'()*+,");
+        assert_eq!(
+            userinfo_encode("\"#<>?`{}/:;=@[\\]^|"),
+            "%22%23%3C%3E%3F%60%7B%7D%2F%3A%3B%3D%40%5B%5C%5D%5E%7C"
+        );
+        assert_eq!(userinfo_encode("\u{1}\u{7f}\u{e9}"), "%01%7F%C3%A9");
+    }
+
+    #[test]
+    fn templates_are_filled_in_one_pass() {
+        assert_eq!(
+            render("{username}-s-{token}", "u{token}x", "p", "42"),
+            "u{token}x-s-42"
+        );
+        assert_eq!(
+            render("{password}:{token}", "u", "p{username}", "t"),
+            "p{username}:t"
+        );
+        assert_eq!(render("{x}{{token}}{", "u", "p", "t"), "{x}{t}{");
+        assert_eq!(render("{tok{token}", "u", "p", "t"), "{tokt");
+    }
+
+    #[test]
+    fn account_names_must_be_printable() {
+        for ok in [
+            "bot 1",
+            "\u{431}\u{43e}\u{442}",
+            "e\u{301}",
+            "\u{1F916}",
+            "a\u{a0}b",
+        ] {
+            assert!(check_account(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "",
+            "a\u{ad}b",
+            "a\u{2028}b",
+            "a\u{2029}b",
+            "a\u{200b}b",
+            "a\u{e000}b",
+            "a\u{378}b",
+            "a\u{ffff}b",
+            "a\u{85}b",
+            " a",
+            "a ",
+            "a\u{3000}",
+        ] {
+            assert!(check_account(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_account(&"x".repeat(128)).is_ok());
+        assert!(check_account(&"x".repeat(129)).is_err());
     }
 
     #[test]

@@ -54,21 +54,67 @@ pub fn check_scheme(field: &str, scheme: &str) -> Result<String> {
     }
 }
 
-/// A host name, IPv4 address or IPv6 address (without brackets).
-pub fn check_host(field: &str, host: &str) -> Result<()> {
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b':'))
-        && !host.starts_with(['.', '-']);
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid(format!(
-            "{field} must be a host name or IP address (letters, digits, '.', '-', '_', ':'; at most 253)."
-        )))
+/// A proxy host: a DNS name, an IPv4 address, or an IPv6 address with or
+/// without brackets. Returns it as stored: an IPv6 address without its
+/// brackets (they are added back where a URL is built).
+///
+/// A DNS name is dot-separated labels of 1 to 63 letters, digits, `-` (not
+/// first or last) and `_` (vendors use it), at most 253 characters, with an
+/// optional trailing dot (an absolute name, which URL parsers keep as it
+/// is). Its last label must not be a number (`1.2.3`, `999.1.1.1`,
+/// `proxy.0x1f`): URL parsers read such a host as an IPv4 address and
+/// refuse it. Internationalised names go in their `xn--` form.
+pub fn check_host(field: &str, host: &str) -> Result<String> {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let bad = || {
+        Error::invalid(format!(
+            "{field} must be a DNS name, an IPv4 address or an IPv6 address, without a port \
+             (the port has its own field) or anything else."
+        ))
+    };
+    let v6 = host
+        .strip_prefix('[')
+        .map(|inner| inner.strip_suffix(']').ok_or_else(bad))
+        .transpose()?;
+    if let Some(inner) = v6 {
+        return match inner.parse::<Ipv6Addr>() {
+            Ok(_) => Ok(inner.to_owned()),
+            Err(_) => Err(bad()),
+        };
     }
+    let ok = if host.contains(':') {
+        host.parse::<Ipv6Addr>().is_ok()
+    } else {
+        host.parse::<Ipv4Addr>().is_ok() || is_dns_name(host)
+    };
+    if ok {
+        Ok(host.to_owned())
+    } else {
+        Err(bad())
+    }
+}
+
+fn is_dns_name(host: &str) -> bool {
+    let name = host.strip_suffix('.').unwrap_or(host);
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    // The WHATWG URL standard's "ends in a number": all digits, or 0x and
+    // hex digits.
+    let numeric = |l: &str| {
+        l.bytes().all(|b| b.is_ascii_digit())
+            || l.strip_prefix("0x")
+                .or_else(|| l.strip_prefix("0X"))
+                .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(label_ok)
+        && name.rsplit('.').next().is_some_and(|l| !numeric(l))
 }
 
 pub fn check_port(field: &str, port: i32) -> Result<()> {
@@ -157,4 +203,53 @@ pub fn open(
     let version = crypto::sealed_version(sealed)?;
     let key = keys.data_key(ws, version, || ws_store::wrapped_data_key(tx, ws, version))?;
     crypto::open_secret(&key, row_id, column, sealed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_dns_names_or_ip_addresses() {
+        for (sent, stored) in [
+            ("proxy.example.com", "proxy.example.com"),
+            ("proxy.example.com.", "proxy.example.com."),
+            ("gate_1.vendor.io", "gate_1.vendor.io"),
+            ("203.0.113.7", "203.0.113.7"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+            ("::1", "::1"),
+        ] {
+            assert_eq!(check_host("host", sent).unwrap(), stored);
+        }
+        let long_label = format!("{}.com", "a".repeat(64));
+        let long_name = format!("{}.a", vec!["b".repeat(63); 4].join("."));
+        for bad in [
+            "",
+            "203.0.113.7:3128",
+            "a:b",
+            ":::",
+            "[203.0.113.7]",
+            "[::1",
+            "fe80::1%eth0",
+            "-a.com",
+            "a-.com",
+            "a..com",
+            ".a.com",
+            "a.com..",
+            "999.1.1.1",
+            "1.2.3",
+            "a.0x1F",
+            "b\u{fc}cher.de",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
+            let e = check_host("gateway.host", bad).unwrap_err();
+            assert!(e.message.starts_with("gateway.host "), "{bad:?}");
+        }
+        // 253 characters is the longest name.
+        let max = format!("{}.{}", vec!["c".repeat(63); 3].join("."), "d".repeat(61));
+        assert_eq!(max.len(), 253);
+        assert!(check_host("host", &max).is_ok());
+    }
 }

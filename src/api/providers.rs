@@ -73,7 +73,7 @@ fn gateway(ptype: i32, g: Option<&Gateway>) -> Result<Option<GatewayRow>> {
         None => return Ok(None),
     };
     let scheme = check_scheme("gateway.scheme", &g.scheme)?;
-    check_host("gateway.host", &g.host)?;
+    let host = check_host("gateway.host", &g.host)?;
     check_port("gateway.port", g.port)?;
     check_template("gateway.username_template", &g.username_template)?;
     check_template("gateway.password_template", &g.password_template)?;
@@ -85,7 +85,7 @@ fn gateway(ptype: i32, g: Option<&Gateway>) -> Result<Option<GatewayRow>> {
     let or = |t: String, d: &str| if t.is_empty() { d.to_string() } else { t };
     Ok(Some(GatewayRow {
         scheme,
-        host: g.host,
+        host,
         port: g.port,
         username_template: or(g.username_template, default_user),
         password_template: or(g.password_template, "{password}"),

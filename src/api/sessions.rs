@@ -60,14 +60,14 @@ fn check_spec_fields(s: &SessionSpec) -> Result<Spec> {
             ));
         }
         let scheme = check_scheme("scheme", &s.scheme)?;
-        check_host("host", &s.host)?;
+        let host = check_host("host", &s.host)?;
         check_port("port", s.port)?;
         check_secretish("username", &s.username)?;
         check_secretish("password", &s.password)?;
         let opt = |v: &str| (!v.is_empty()).then(|| v.to_string());
         Some(Endpoint {
             scheme,
-            host: s.host.clone(),
+            host,
             port: s.port,
             username: opt(&s.username),
             password: opt(&s.password),
@@ -95,12 +95,27 @@ fn check_target(
     Ok(p)
 }
 
-/// Numbering of generated Webshare tokens within one call.
+/// Numbering of generated Webshare tokens within one call, in decimal
+/// digits: tokens may be up to 128 digits, beyond any integer type.
 #[derive(Default)]
 struct NextIndex {
-    next: Option<i64>,
+    next: Option<String>,
     /// Numeric tokens the request names explicitly.
-    named: std::collections::HashSet<i64>,
+    named: std::collections::HashSet<String>,
+}
+
+/// `n + 1` for decimal digits without leading zeros.
+fn successor(n: &str) -> String {
+    let mut digits = n.as_bytes().to_vec();
+    for d in digits.iter_mut().rev() {
+        if *d == b'9' {
+            *d = b'0';
+        } else {
+            *d += 1;
+            return String::from_utf8_lossy(&digits).into_owned();
+        }
+    }
+    format!("1{}", String::from_utf8_lossy(&digits))
 }
 
 fn random_token() -> String {
@@ -145,16 +160,21 @@ fn insert(
             t
         }
         None if webshare_rotation => {
-            let mut n = match next_index.next {
+            let mut n = match next_index.next.take() {
                 Some(n) => n,
-                None => db::max_numeric_token(tx, pool)? + 1,
+                None => successor(&db::max_numeric_token(tx, pool)?),
             };
             // Skip indexes that items of the same request name explicitly.
             while next_index.named.contains(&n) {
-                n += 1;
+                n = successor(&n);
             }
-            next_index.next = Some(n + 1);
-            n.to_string()
+            if n.len() > 128 {
+                return Err(Error::precondition(
+                    "token: the pool holds a numeric token of 128 digits, so no higher index can be generated; give the token explicitly.",
+                ));
+            }
+            next_index.next = Some(successor(&n));
+            n
         }
         None => random_token(),
     };
@@ -274,7 +294,8 @@ pub fn bulk_create(
             next: None,
             named: specs
                 .iter()
-                .filter_map(|s| s.token.as_deref()?.parse::<i64>().ok())
+                .filter_map(|s| s.token.clone())
+                .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
                 .collect(),
         };
         for (i, spec) in specs.into_iter().enumerate() {
@@ -376,9 +397,11 @@ pub fn update(ctx: &mut Ctx, req: UpdateSessionRequest) -> Result<UpdateSessionR
         }
     });
     let scheme = scheme.transpose()?;
-    if let Some(h) = &req.host {
-        check_host("host", h)?;
-    }
+    let host = req
+        .host
+        .as_deref()
+        .map(|h| check_host("host", h))
+        .transpose()?;
     if let Some(p) = req.port {
         check_port("port", p)?;
     }
@@ -403,7 +426,7 @@ pub fn update(ctx: &mut Ctx, req: UpdateSessionRequest) -> Result<UpdateSessionR
             ));
         }
         let mut changed = super::set(&mut row.scheme, scheme.map(Some));
-        changed |= super::set(&mut row.host, req.host.clone().map(Some));
+        changed |= super::set(&mut row.host, host.map(Some));
         changed |= super::set(&mut row.port, req.port.map(Some));
         changed |= super::set(&mut row.username, req.username.clone().map(|u| (!u.is_empty()).then_some(u)));
         changed |= super::set(&mut row.enabled, req.enabled);

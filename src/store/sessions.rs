@@ -195,14 +195,20 @@ pub fn live_by_token(c: &Connection, pool: PoolId, token: &str) -> Result<Option
 }
 
 /// The highest all-digit token among the pool's live sessions (Webshare
-/// tokens are list indexes).
-pub fn max_numeric_token(c: &Connection, pool: PoolId) -> Result<i64> {
-    Ok(c
+/// tokens are list indexes), as digits without leading zeros; "0" when
+/// there is none. Compared as text by length, then digit by digit, so a
+/// token of any length counts: an integer cast would overflow past 18
+/// digits, and leaving those out let the index generated after
+/// 999999999999999999 be generated again.
+pub fn max_numeric_token(c: &Connection, pool: PoolId) -> Result<String> {
+    let max: Option<String> = c
         .prepare_cached(
-            "SELECT coalesce(max(CAST(token AS INTEGER)), 0) FROM sessions WHERE pool_id = ?1 AND deleted_at IS NULL \
-             AND length(token) <= 18 AND token NOT GLOB '*[^0-9]*'",
+            "SELECT ltrim(token, '0') AS t FROM sessions WHERE pool_id = ?1 AND deleted_at IS NULL \
+             AND token <> '' AND token NOT GLOB '*[^0-9]*' ORDER BY length(t) DESC, t DESC LIMIT 1",
         )?
-        .query_row([pool], |r| r.get(0))?)
+        .query_row([pool], |r| r.get(0))
+        .optional()?;
+    Ok(max.filter(|t| !t.is_empty()).unwrap_or_else(|| "0".into()))
 }
 
 pub fn soft_delete(c: &Connection, id: SessionId, now: i64) -> Result<()> {

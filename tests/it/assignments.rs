@@ -682,7 +682,9 @@ fn resolve_url_percent_encodes_the_login_and_endpoint_has_none() {
         ),
         (
             json!({ "scheme": "socks5", "host": "proxy.example.com", "port": 1080, "username": "plain", "password": "100%#?&=" }),
-            "socks5://plain:100%25%23%3F%26%3D@proxy.example.com:1080",
+            // WHATWG userinfo set: `&` stays, `#?=` are encoded; `%` is
+            // encoded too so that the login decodes back to what was sent.
+            "socks5://plain:100%25%23%3F&%3D@proxy.example.com:1080",
             "socks5://proxy.example.com:1080",
         ),
         (
@@ -724,6 +726,84 @@ fn resolve_url_percent_encodes_the_login_and_endpoint_has_none() {
             spec["password"].as_str().unwrap_or(""),
             "password is given raw"
         );
+    }
+}
+
+/// Percent-decodes a URL component (`%XX` only; `+` is literal in a URL).
+fn pct_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).expect("hex");
+            out.push(u8::from_str_radix(hex, 16).expect("hex"));
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).expect("utf-8")
+}
+
+/// (username, password) from `scheme://user:pass@host:port`, decoded: the
+/// login ends at the last `@`, the username at its first `:`.
+fn login_of(url: &str) -> (String, String) {
+    let rest = url.split_once("://").expect("scheme").1;
+    let (login, _) = rest.rsplit_once('@').expect("login");
+    match login.split_once(':') {
+        Some((u, p)) => (pct_decode(u), pct_decode(p)),
+        None => (pct_decode(login), String::new()),
+    }
+}
+
+#[test]
+fn resolve_url_encodes_the_login_with_the_whatwg_userinfo_set() {
+    let srv = Server::start();
+    let f = fx(&srv, json!({}));
+    // (username, password, the url's login part)
+    let cases = [
+        // node-steam-user sends the login undecoded: RFC 3986 sub-delims
+        // must stay literal.
+        ("steam", "Pa$$!&'()*+,", "steam:Pa$$!&'()*+,"),
+        ("us:er", "p@ss", "us%3Aer:p%40ss"),
+        ("a@b", "c:d@e", "a%40b:c%3Ad%40e"),
+        ("100%", "%41%", "100%25:%2541%25"),
+        (
+            "sp ace",
+            "t\u{e9}st \u{1F600}",
+            "sp%20ace:t%C3%A9st%20%F0%9F%98%80",
+        ),
+        ("slash/q?h#", "semi;eq=", "slash%2Fq%3Fh%23:semi%3Beq%3D"),
+        (
+            "br[a]c{e}<>\"`^|\\",
+            "-._~AZaz09",
+            "br%5Ba%5Dc%7Be%7D%3C%3E%22%60%5E%7C%5C:-._~AZaz09",
+        ),
+    ];
+    for (i, (user, pass, login)) in cases.iter().enumerate() {
+        let s = id_of(&f.ws.session(
+            &f.pool,
+            &f.prov,
+            json!({ "host": "203.0.113.7", "port": 3128, "username": user, "password": pass }),
+        ));
+        let acct = format!("acct-{i}");
+        f.create_ok(&acct, json!({ "sessionId": s, "pinned": true }));
+        let (_, p) = f.resolve_ok(&acct);
+        let url = p["url"].as_str().expect("url");
+        assert_eq!(
+            url,
+            format!("http://{login}@203.0.113.7:3128"),
+            "{user} / {pass}"
+        );
+        assert_eq!(
+            login_of(url),
+            (user.to_string(), pass.to_string()),
+            "{url} decodes back"
+        );
+        assert_eq!(p["username"], *user);
+        assert_eq!(p["password"], *pass);
     }
 }
 

@@ -26,3 +26,4 @@ mod ratelimit;
 mod roles;
 mod seeds;
 mod shutdown;
+mod validation;

@@ -360,8 +360,9 @@ def password_for(token: str) -> str:
 
 
 def enc(s: str) -> str:
-    # What encodeURIComponent / URL userinfo encoding gives for our values.
-    return urllib.parse.quote(s, safe="")
+    # proxy.url's login encoding: the WHATWG userinfo percent-encode set plus
+    # "%" (see Proxy.url in the proto); !$&'()*+, stay literal.
+    return urllib.parse.quote(s, safe="-._~!$&'()*+,")
 
 
 def check_proxy(p: Any, s: Any) -> None:

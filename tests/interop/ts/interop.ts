@@ -271,6 +271,17 @@ function passwordFor(token: string): string {
   return spec.password ?? "";
 }
 
+/** proxy.url's login encoding: the WHATWG userinfo percent-encode set plus
+ * "%" (see Proxy.url in the proto); `!$&'()*+,` stay literal. */
+function userinfo(s: string): string {
+  return Array.from(new TextEncoder().encode(s), (b) => {
+    const c = String.fromCharCode(b);
+    return /[A-Za-z0-9\-._~!$&'()*+,]/.test(c) && b < 0x80
+      ? c
+      : "%" + b.toString(16).toUpperCase().padStart(2, "0");
+  }).join("");
+}
+
 function expectedProxy(s: Session): Omit<Proxy, "$typeName" | "$unknown"> {
   let scheme: string, host: string, port: number, username: string, password: string;
   if (s.host !== "") {
@@ -289,7 +300,7 @@ function expectedProxy(s: Session): Omit<Proxy, "$typeName" | "$unknown"> {
   const endpoint = `${scheme}://${host}:${port}`;
   const login = username !== "" || password !== "";
   const url = login
-    ? `${scheme}://${encodeURIComponent(username)}:${encodeURIComponent(password)}@${host}:${port}`
+    ? `${scheme}://${userinfo(username)}:${userinfo(password)}@${host}:${port}`
     : endpoint;
   return { scheme, host, port, username, password, url, endpoint };
 }
