@@ -50,20 +50,35 @@ fn open_raw(key: &SecretKey, blob: &[u8], aad: &[u8]) -> Option<Vec<u8>> {
 pub struct MasterKey {
     key: SecretKey,
     pepper: orion::auth::SecretKey,
+    cursor: orion::auth::SecretKey,
+}
+
+/// A MAC key derived from the master key for one purpose (`context`): kept
+/// with the master key (and backed up with it) without another file, and
+/// unrelated to the keys derived for other purposes.
+fn derive_mac_key(master: &[u8], context: &[u8]) -> Result<orion::auth::SecretKey, String> {
+    let mac_key = orion::auth::SecretKey::from_slice(master).map_err(|_| "bad key".to_string())?;
+    let derived =
+        orion::auth::authenticate(&mac_key, context).map_err(|_| "bad key".to_string())?;
+    orion::auth::SecretKey::from_slice(derived.unprotected_as_bytes())
+        .map_err(|_| "bad key".to_string())
 }
 
 impl MasterKey {
-    fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         let key = SecretKey::from_slice(bytes).map_err(|_| "must be 32 bytes".to_string())?;
-        // The pepper for API key hashes is derived from the master key, so it
-        // is kept with it (and backed up with it) without another file.
-        let mac_key =
-            orion::auth::SecretKey::from_slice(bytes).map_err(|_| "bad key".to_string())?;
-        let derived = orion::auth::authenticate(&mac_key, b"proxyplane api-key pepper v1")
-            .map_err(|_| "bad key".to_string())?;
-        let pepper = orion::auth::SecretKey::from_slice(derived.unprotected_as_bytes())
-            .map_err(|_| "bad key".to_string())?;
-        Ok(MasterKey { key, pepper })
+        let pepper = derive_mac_key(bytes, b"proxyplane api-key pepper v1")?;
+        let cursor = derive_mac_key(bytes, b"proxyplane list-cursor mac v1")?;
+        Ok(MasterKey {
+            key,
+            pepper,
+            cursor,
+        })
+    }
+
+    /// The key of the MACs that bind list cursors to their list (src/cursor.rs).
+    pub fn cursor_key(&self) -> &orion::auth::SecretKey {
+        &self.cursor
     }
 
     /// Reads the key from `PROXYPLANE_MASTER_KEY` (base64) or the file; when
@@ -301,5 +316,25 @@ mod tests {
         );
         assert!(new_api_key_secret().starts_with("pp_"));
         assert_eq!(new_api_key_secret().len(), 46);
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    #[test]
+    fn derived_keys_are_keyed_blake2b_of_their_context() {
+        // Known answers from Python's hashlib.blake2b(context, key=master,
+        // digest_size=32): the API-key pepper must never change (stored
+        // hashes depend on it), and the cursor key is a different key.
+        let m = master();
+        assert_eq!(
+            hex(&m.hash_api_key("pp_x")),
+            "30f7506a4c5d8a9d89f0334763c656c6bb7d18e0b0beb490136f2ce64b530f0e"
+        );
+        assert_eq!(
+            hex(m.cursor_key().unprotected_as_bytes()),
+            "e96f39ee9f9e53396374effa53f61d7428a979780a40a935ba2927a507cfe167"
+        );
     }
 }

@@ -1,5 +1,5 @@
 //! Id newtypes (16-byte UUIDv7 values), their SQL and base64 conversions, and
-//! the opaque keyset cursors built from them.
+//! the page_size rule of every List method (cursors live in src/cursor.rs).
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
@@ -145,30 +145,6 @@ pub fn decode_any_base64(s: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(t).ok()
 }
 
-/// A keyset cursor: the id of the last row of the previous page. Opaque to
-/// callers; anything that does not parse is invalid_argument.
-pub fn encode_cursor(last: [u8; 16]) -> String {
-    let mut b = Vec::with_capacity(17);
-    b.push(1u8);
-    b.extend_from_slice(&last);
-    URL_SAFE_NO_PAD.encode(b)
-}
-
-pub fn decode_cursor(cursor: &str) -> Result<Option<[u8; 16]>> {
-    if cursor.is_empty() {
-        return Ok(None);
-    }
-    let bad =
-        || Error::invalid("The cursor does not parse; pass an empty cursor for the first page.");
-    let b = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
-    if b.len() != 17 || b[0] != 1 {
-        return Err(bad());
-    }
-    let mut id = [0u8; 16];
-    id.copy_from_slice(&b[1..]);
-    Ok(Some(id))
-}
-
 /// page_size rules shared by every List method: 0 → 100, above 1000 → 1000.
 pub fn page_size(requested: i32) -> Result<usize> {
     match requested {
@@ -181,15 +157,6 @@ pub fn page_size(requested: i32) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cursor_round_trips_and_garbage_is_rejected() {
-        let id = [7u8; 16];
-        assert_eq!(decode_cursor(&encode_cursor(id)).unwrap(), Some(id));
-        assert_eq!(decode_cursor("").unwrap(), None);
-        assert!(decode_cursor("not a cursor!").is_err());
-        assert!(decode_cursor("AAAA").is_err());
-    }
 
     #[test]
     fn generated_ids_are_v7_and_sort_in_creation_order() {

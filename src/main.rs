@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod connect;
 mod crypto;
+mod cursor;
 mod error;
 mod ids;
 mod log;
@@ -295,10 +296,10 @@ fn workspaces(
                     let id = WorkspaceId::parse(&w.id).map_err(|e| e.message)?;
                     println!("{id}\t{}", w.name);
                 }
-                if page.next_cursor.is_empty() {
-                    break;
+                match page.next_after {
+                    Some(last) => cursor = Some(last),
+                    None => break,
                 }
-                cursor = ids::decode_cursor(&page.next_cursor).map_err(|e| e.message)?;
             }
         }
     }

@@ -80,13 +80,15 @@ pub fn create(ctx: &mut Ctx, req: CreateApiKeyRequest) -> Result<CreateApiKeyRes
     })
 }
 
-/// The workspace a key request names: empty means the ADMIN keys (ADMIN only).
+/// The workspace a key request names: empty means the ADMIN keys, which
+/// only ADMIN may list or revoke; for any other key that is a request
+/// beyond its reach (permission_denied), like naming another workspace.
 fn key_scope(ctx: &Ctx, workspace_id: &[u8]) -> Result<Option<WorkspaceId>> {
     if workspace_id.is_empty() {
         if ctx.principal.is_admin() {
             return Ok(None);
         }
-        return Err(Error::invalid("workspace_id is required."));
+        return Err(Error::denied());
     }
     ctx.principal.scope(workspace_id).map(Some)
 }
@@ -94,14 +96,16 @@ fn key_scope(ctx: &Ctx, workspace_id: &[u8]) -> Result<Option<WorkspaceId>> {
 pub fn list(ctx: &mut Ctx, req: ListApiKeysRequest) -> Result<ListApiKeysResponse> {
     let ws = key_scope(ctx, &req.workspace_id)?;
     let size = ids::page_size(req.page_size)?;
-    let cursor = ids::decode_cursor(&req.cursor)?;
+    // `None` is the ADMIN keys: their cursors are bound to the ADMIN scope.
+    let list = crate::cursor::List::new("ListApiKeys", ws);
+    let after = list.decode(&ctx.state.keys, &req.cursor)?;
     let page = ctx.read(|tx| {
         if let Some(w) = ws {
             if !workspaces::exists(tx, w)? {
                 return Err(Error::not_found("workspace"));
             }
         }
-        api_keys::list(tx, ws, cursor, size)
+        api_keys::list(tx, ws, after, size)
     })?;
     let mut keys = page.items;
     for k in &mut keys {
@@ -109,7 +113,7 @@ pub fn list(ctx: &mut Ctx, req: ListApiKeysRequest) -> Result<ListApiKeysRespons
     }
     Ok(ListApiKeysResponse {
         api_keys: keys,
-        next_cursor: page.next_cursor,
+        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
     })
 }
 
@@ -156,10 +160,10 @@ pub fn list_all(tx: &Connection) -> Result<Vec<String>> {
                 .filter_map(|w| WorkspaceId::parse(&w.id).ok())
                 .map(Some),
         );
-        if page.next_cursor.is_empty() {
-            break;
+        match page.next_after {
+            Some(last) => cursor = Some(last),
+            None => break,
         }
-        cursor = ids::decode_cursor(&page.next_cursor)?;
     }
     for ws in scopes {
         let mut cursor = None;
@@ -175,10 +179,10 @@ pub fn list_all(tx: &Connection) -> Result<Vec<String>> {
                     k.prefix, k.name
                 ));
             }
-            if page.next_cursor.is_empty() {
-                break;
+            match page.next_after {
+                Some(last) => cursor = Some(last),
+                None => break,
             }
-            cursor = ids::decode_cursor(&page.next_cursor)?;
         }
     }
     Ok(out)

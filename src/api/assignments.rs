@@ -166,11 +166,36 @@ pub fn list(ctx: &mut Ctx, req: ListAssignmentsRequest) -> Result<ListAssignment
         account_name: (!req.account_name.is_empty()).then_some(req.account_name.as_str()),
     };
     let size = ids::page_size(req.page_size)?;
-    let cursor = ids::decode_cursor(&req.cursor)?;
-    let page = ctx.read(|tx| db::list(tx, ws, &filter, cursor, size))?;
+    let list = crate::cursor::List::new("ListAssignments", Some(ws))
+        .filter("pool_id", filter.pool.as_ref().map(|p| &p.0[..]))
+        .filter("session_id", filter.session.as_ref().map(|s| &s.0[..]))
+        .filter("account_name", filter.account_name.map(str::as_bytes));
+    let after = list.decode(&ctx.state.keys, &req.cursor)?;
+    let page = ctx.read(|tx| {
+        // Filters name things like everywhere else: an unknown pool or
+        // session (or another workspace's) is not_found, not an empty list
+        // that reads as "nothing assigned there".
+        if let Some(p) = filter.pool {
+            pools::get(tx, ws, p)?.ok_or_else(|| Error::not_found("pool"))?;
+        }
+        if let Some(s) = filter.session {
+            // A deleted session still counts: assignments stay on it until
+            // they are moved, and this is how to find them.
+            sessions::get_any(tx, s)?
+                .filter(|row| row.workspace_id == ws)
+                .ok_or_else(|| Error::not_found("session"))?;
+        }
+        if filter.pool.is_none()
+            && filter.session.is_none()
+            && !crate::store::workspaces::exists(tx, ws)?
+        {
+            return Err(Error::not_found("workspace"));
+        }
+        db::list(tx, ws, &filter, after, size)
+    })?;
     Ok(ListAssignmentsResponse {
         assignments: page.items.iter().map(AssignmentRow::to_pb).collect(),
-        next_cursor: page.next_cursor,
+        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
     })
 }
 

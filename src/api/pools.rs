@@ -73,11 +73,17 @@ pub fn get(ctx: &mut Ctx, req: GetPoolRequest) -> Result<GetPoolResponse> {
 pub fn list(ctx: &mut Ctx, req: ListPoolsRequest) -> Result<ListPoolsResponse> {
     let ws = ctx.principal.scope(&req.workspace_id)?;
     let size = ids::page_size(req.page_size)?;
-    let cursor = ids::decode_cursor(&req.cursor)?;
-    let page = ctx.read(|tx| db::list(tx, ws, cursor, size))?;
+    let list = crate::cursor::List::new("ListPools", Some(ws));
+    let after = list.decode(&ctx.state.keys, &req.cursor)?;
+    let page = ctx.read(|tx| {
+        if !workspaces::exists(tx, ws)? {
+            return Err(Error::not_found("workspace"));
+        }
+        db::list(tx, ws, after, size)
+    })?;
     Ok(ListPoolsResponse {
         pools: page.items.iter().map(PoolRow::to_pb).collect(),
-        next_cursor: page.next_cursor,
+        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
     })
 }
 

@@ -186,11 +186,17 @@ pub fn get(ctx: &mut Ctx, req: GetProviderRequest) -> Result<GetProviderResponse
 pub fn list(ctx: &mut Ctx, req: ListProvidersRequest) -> Result<ListProvidersResponse> {
     let ws = ctx.principal.scope(&req.workspace_id)?;
     let size = ids::page_size(req.page_size)?;
-    let cursor = ids::decode_cursor(&req.cursor)?;
-    let page = ctx.read(|tx| db::list(tx, ws, cursor, size))?;
+    let list = crate::cursor::List::new("ListProviders", Some(ws));
+    let after = list.decode(&ctx.state.keys, &req.cursor)?;
+    let page = ctx.read(|tx| {
+        if !workspaces::exists(tx, ws)? {
+            return Err(Error::not_found("workspace"));
+        }
+        db::list(tx, ws, after, size)
+    })?;
     Ok(ListProvidersResponse {
         providers: page.items.iter().map(ProviderRow::to_pb).collect(),
-        next_cursor: page.next_cursor,
+        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
     })
 }
 

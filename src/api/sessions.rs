@@ -371,18 +371,20 @@ pub fn list(ctx: &mut Ctx, req: ListSessionsRequest) -> Result<ListSessionsRespo
     let ws = ctx.principal.scope(&req.workspace_id)?;
     let pool = PoolId::parse_optional(&req.pool_id)?;
     let size = ids::page_size(req.page_size)?;
-    let cursor = ids::decode_cursor(&req.cursor)?;
+    let list = crate::cursor::List::new("ListSessions", Some(ws))
+        .filter("pool_id", pool.as_ref().map(|p| &p.0[..]));
+    let after = list.decode(&ctx.state.keys, &req.cursor)?;
     let page = ctx.read(|tx| {
         if let Some(p) = pool {
             pools::get(tx, ws, p)?.ok_or_else(|| Error::not_found("pool"))?;
         } else if !workspaces::exists(tx, ws)? {
             return Err(Error::not_found("workspace"));
         }
-        db::list_ids(tx, ws, pool, cursor, size)
+        db::list_ids(tx, ws, pool, after, size)
     })?;
     Ok(ListSessionsResponse {
         session_ids: page.items.iter().map(|s| s.to_vec()).collect(),
-        next_cursor: page.next_cursor,
+        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
     })
 }
 

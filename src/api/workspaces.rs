@@ -41,16 +41,19 @@ pub fn get(ctx: &mut Ctx, req: GetWorkspaceRequest) -> Result<GetWorkspaceRespon
 
 pub fn list(ctx: &mut Ctx, req: ListWorkspacesRequest) -> Result<ListWorkspacesResponse> {
     let size = ids::page_size(req.page_size)?;
-    let cursor = ids::decode_cursor(&req.cursor)?;
     let only = if ctx.principal.is_admin() {
         None
     } else {
         Some(ctx.principal.workspace.ok_or_else(Error::denied)?)
     };
-    let page = ctx.read(|tx| workspaces::list(tx, only, cursor, size))?;
+    // ADMIN pages through every workspace (the ADMIN-wide scope); other keys
+    // see only their own, so their cursors are bound to it.
+    let list = crate::cursor::List::new("ListWorkspaces", only);
+    let after = list.decode(&ctx.state.keys, &req.cursor)?;
+    let page = ctx.read(|tx| workspaces::list(tx, only, after, size))?;
     Ok(ListWorkspacesResponse {
         workspaces: page.items,
-        next_cursor: page.next_cursor,
+        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
     })
 }
 

@@ -176,24 +176,25 @@ pub fn check_version(expected: Option<i64>, stored: i64) -> Result<()> {
 }
 
 /// Keyset pagination shared by every List query: rows after the cursor id,
-/// one more than the page to learn whether there is a next page.
+/// one more than the page to learn whether there is a next page. The store
+/// hands back the raw position; handlers turn it into a cursor bound to
+/// their list (src/cursor.rs), and internal loops (the CLI) use it as is.
 pub struct Page<T> {
     pub items: Vec<T>,
-    pub next_cursor: String,
+    /// The id of the last item when more rows follow; `None` on the last page.
+    pub next_after: Option<[u8; 16]>,
 }
 
 pub fn page<T>(mut rows: Vec<T>, size: usize, id_of: impl Fn(&T) -> [u8; 16]) -> Page<T> {
-    let next_cursor = if rows.len() > size {
+    let next_after = if rows.len() > size {
         rows.truncate(size);
-        rows.last()
-            .map(|r| crate::ids::encode_cursor(id_of(r)))
-            .unwrap_or_default()
+        rows.last().map(id_of)
     } else {
-        String::new()
+        None
     };
     Page {
         items: rows,
-        next_cursor,
+        next_after,
     }
 }
 

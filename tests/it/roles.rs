@@ -256,3 +256,44 @@ fn key_listing_never_shows_secrets() {
         assert!(prefix.starts_with("pp_") && prefix.len() < 20, "{prefix}");
     }
 }
+
+#[test]
+fn empty_workspace_id_means_the_admin_keys_which_only_admin_may_list_or_revoke() {
+    let s = Server::start();
+    let (ws, owner) = s.workspace_with_key("owners", "OWNER");
+    let admin_keys = s.rpc("ListApiKeys", &s.admin, json!({}));
+    admin_keys.ok();
+    let admin_key_id = admin_keys.json["apiKeys"][0]["id"]
+        .as_str()
+        .expect("the ADMIN key is listed")
+        .to_owned();
+    let cases = [
+        ("ListApiKeys", json!({})),
+        ("ListApiKeys", json!({ "workspaceId": "" })),
+        ("RevokeApiKey", json!({ "apiKeyId": admin_key_id })),
+        (
+            "RevokeApiKey",
+            json!({ "workspaceId": "", "apiKeyId": admin_key_id }),
+        ),
+    ];
+    for (method, body) in cases {
+        let r = s.rpc(method, &owner, body.clone());
+        assert_eq!(r.status, 403, "OWNER {method} {body}: {}", r.text());
+        r.assert_error(403, "permission_denied");
+        let text = r.text();
+        assert!(
+            !text.contains(&admin_key_id),
+            "an ADMIN key id leaked: {text}"
+        );
+    }
+    // The ADMIN key was not revoked and still works; the OWNER still lists
+    // its own workspace's keys.
+    s.rpc(
+        "CreateWorkspace",
+        &s.admin,
+        json!({ "name": "still admin" }),
+    )
+    .ok();
+    s.rpc("ListApiKeys", &owner, json!({ "workspaceId": ws }))
+        .ok();
+}
