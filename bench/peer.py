@@ -154,11 +154,15 @@ ROWS = [
     ("pb_view", "PocketBase", "record view (GET)"),
     ("pb_create", "PocketBase", "record create (POST)"),
 ]
+# (name, numerator, denominator, target req/s ratio, p99 ceiling in ms of the
+# numerator or None): the targets of the performance issue.
 RATIOS = [
-    ("ResolveProxy / no-op", "pp_resolve", "noop"),
-    ("GetSession / PocketBase view", "pp_get", "pb_view"),
-    ("CreateSession / PocketBase create", "pp_create", "pb_create"),
+    ("ResolveProxy / no-op", "pp_resolve", "noop", 0.5, 5.0),
+    ("GetSession / PocketBase view", "pp_get", "pb_view", 5.0, None),
+    ("CreateSession / PocketBase create", "pp_create", "pb_create", 5.0, 20.0),
 ]
+# Peak RSS of proxyplane under these loads, MB.
+RSS_TARGET_MB = 64
 
 
 def valid(r):
@@ -186,9 +190,9 @@ def cmd_table(a):
             str(r.get("errors", 0)), f2(r.get("server_us_per_req")) if r.get("server_us_per_req") else "-",
             str(r.get("bytes_per_resp", "-")), str(r.get("peak_rss_mb", "?"))))
     print()
-    print(f"{'ratios (proxyplane / peer)':<36s} {'req/s':>6s} {'CPU us/r':>9s}")
+    print(f"{'ratios (proxyplane / peer)':<36s} {'req/s':>6s} {'CPU us/r':>9s}  target")
     bad = False
-    for name, num, den in RATIOS:
+    for name, num, den, target, p99_max in RATIOS:
         x, y = rows.get(num), rows.get(den)
         if x is None or y is None:
             print(f"  {name:<34s} (not run)")
@@ -200,7 +204,16 @@ def cmd_table(a):
         cpu = "-"
         if x.get("server_us_per_req") and y.get("server_us_per_req"):
             cpu = f"{x['server_us_per_req'] / y['server_us_per_req']:.2f}"
-        print(f"  {name:<34s} {x['rps'] / y['rps']:6.2f} {cpu:>9s}")
+        ratio = x["rps"] / y["rps"]
+        want = f">= {target}" + (f", p99 <= {p99_max} ms" if p99_max else "")
+        met = ratio >= target and (p99_max is None or (x.get("p99_ms") or 1e9) <= p99_max)
+        print(f"  {name:<34s} {ratio:6.2f} {cpu:>9s}  {want}: {'PASS' if met else 'MISS'}")
+    pp_rss = [rows[lab].get("peak_rss_mb") for lab, server, _ in ROWS
+              if lab in rows and server == "proxyplane"]
+    pp_rss = [v for v in pp_rss if isinstance(v, (int, float))]
+    if pp_rss:
+        print(f"  {'proxyplane peak RSS':<34s} {max(pp_rss):6.0f} MB  target <= {RSS_TARGET_MB} MB: "
+              f"{'PASS' if max(pp_rss) <= RSS_TARGET_MB else 'MISS'}")
     invalid = [lab for lab, _, _ in ROWS if lab in rows and not valid(rows[lab])]
     print()
     print("CPU us/r = server CPU (user+system) per request; B/resp = bytes on the wire per response,"
