@@ -318,27 +318,145 @@ fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     }
 }
 
+/// A server with a small connection cap; header and idle timeouts far past
+/// the harness's IO_TIMEOUT, so only shedding (not a timeout) can free a slot
+/// in time.
+fn capped(cap: &str) -> Server {
+    Launch::default()
+        .env("PROXYPLANE_MAX_CONNECTIONS", cap)
+        .env("PROXYPLANE_HEADER_READ_TIMEOUT_SECONDS", "120")
+        .env("PROXYPLANE_IDLE_TIMEOUT_SECONDS", "120")
+        .env("PROXYPLANE_BODY_READ_TIMEOUT_SECONDS", "120")
+        .start()
+}
+
 #[test]
-fn connections_beyond_max_connections_wait_for_a_free_slot() {
-    let s = Launch::default()
-        .env("PROXYPLANE_MAX_CONNECTIONS", "2")
-        .start();
-    let mut a = s.conn();
-    let mut b = s.conn();
-    assert_eq!(a.request("GET", "/healthz", &[], b"").unwrap().status, 200);
-    assert_eq!(b.request("GET", "/healthz", &[], b"").unwrap().status, 200);
+fn silent_connections_at_the_cap_are_shed_for_a_new_client() {
+    let s = capped("8");
+    // Twelve connections that never send a byte: eight fill the cap, the
+    // rest would sit in the kernel's backlog.
+    let mut silent: Vec<Conn> = (0..12).map(|_| s.conn()).collect();
+    // A normal client is served (within IO_TIMEOUT; the header timeout that
+    // would otherwise free a slot is 120 s).
+    let r = s.get("/healthz", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Making room closed the oldest silent connections: the four beyond the
+    // cap plus one for the client.
+    for (i, c) in silent.iter_mut().take(5).enumerate() {
+        assert!(
+            c.wait_closed(IO_TIMEOUT).is_some(),
+            "silent connection {i} (among the oldest) was not closed"
+        );
+    }
+    // The newest are still served.
+    let last = silent.last_mut().unwrap();
+    let r = last.request("GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        s.wait_log("connection cap", Duration::from_secs(5)),
+        "shedding was not logged:\n{}",
+        s.stderr()
+    );
+}
+
+#[test]
+fn idle_keep_alive_connections_at_the_cap_are_shed_for_a_new_client() {
+    let s = capped("8");
+    let mut idle: Vec<Conn> = (0..8).map(|_| s.conn()).collect();
+    for c in idle.iter_mut() {
+        assert_eq!(c.request("GET", "/healthz", &[], b"").unwrap().status, 200);
+    }
+    // A new client is served at once: the least recently used idle
+    // connection was closed (EOF) to make room, the others kept.
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+    assert!(
+        idle[0].wait_closed(IO_TIMEOUT).is_some(),
+        "the least recently used idle connection was not closed"
+    );
+    let r = idle[7].request("GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+}
+
+/// Starts a CreateWorkspace upload of `len` declared bytes and sends only
+/// part of it: a request in flight.
+fn slow_upload(s: &Server, len: usize) -> Conn {
+    let mut c = s.conn();
+    let auth = bearer(&s.admin);
+    let mut bytes = c.head(
+        "POST",
+        &format!("{SVC}CreateWorkspace"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        len,
+    );
+    bytes.extend_from_slice(b"{\"name\":\"");
+    c.send(&bytes).unwrap();
+    c
+}
+
+/// Finishes an upload begun by `slow_upload`.
+fn finish_upload(c: &mut Conn, len: usize) -> Reply {
+    let sent = "{\"name\":\"".len();
+    let mut rest = vec![b'u'; len - sent - 2];
+    rest.extend_from_slice(b"\"}");
+    c.send(&rest).unwrap();
+    c.read_reply(false).expect("the upload was answered")
+}
+
+#[test]
+fn connections_with_a_request_in_flight_are_never_shed() {
+    let s = capped("2");
+    let len = 60;
+    let mut upload = slow_upload(&s, len);
+    let mut idle = s.conn();
+    assert_eq!(
+        idle.request("GET", "/healthz", &[], b"").unwrap().status,
+        200
+    );
+    // Let the server read the upload's head (bytes still in the kernel
+    // buffer look like a silent connection).
+    std::thread::sleep(Duration::from_millis(200));
+    // The cap is full: the newcomer takes the idle connection's slot, not
+    // the upload's.
+    let mut newcomer = s.conn();
+    let r = newcomer.request("GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        idle.wait_closed(IO_TIMEOUT).is_some(),
+        "the idle connection was kept"
+    );
+    finish_upload(&mut upload, len).ok();
+}
+
+#[test]
+fn when_every_connection_is_busy_new_ones_wait_for_a_request_to_finish() {
+    let s = capped("2");
+    let len = 60;
+    let mut a = slow_upload(&s, len);
+    let mut b = slow_upload(&s, len);
+    std::thread::sleep(Duration::from_millis(200));
     let mut c = s.conn();
     c.send(&c.head("GET", "/healthz", &[], 0)).unwrap();
     c.stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
+        .set_read_timeout(Some(Duration::from_millis(700)))
         .unwrap();
-    assert!(
-        c.read_reply(false).is_err(),
-        "a third connection was served while two were open"
-    );
-    drop(a);
+    match c.read_reply(false) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => {
+            panic!("a third connection was answered while two uploads were in flight: {other:?}")
+        }
+    }
+    // An upload that finishes gets its answer (it was not shed) ...
+    finish_upload(&mut a, len).ok();
+    // ... and its now idle connection makes room for the waiting client.
     c.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let r = c.read_reply(false).expect("served once a slot was free");
+    let r = c.read_reply(false).expect("served once a request finished");
     assert_eq!(r.status, 200);
-    assert_eq!(b.request("GET", "/healthz", &[], b"").unwrap().status, 200);
+    finish_upload(&mut b, len).ok();
 }
