@@ -63,7 +63,8 @@ pub fn run(state: Arc<State>, listener: std::net::TcpListener) -> Result<(), Str
     let nofile = raise_open_file_limit();
     let cap = connection_cap(state.config.max_connections, nofile, state.config.workers);
     let nofile_text = nofile.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
-    if state.config.max_connections > 0 && cap > auto_cap(nofile, state.config.workers) {
+    let spare = nofile.map(|n| n.saturating_sub(fd_reserve(state.config.workers) as u64));
+    if state.config.max_connections > 0 && spare.is_some_and(|f| cap as u64 > f) {
         warn!(
             "max_connections {cap} is more than the open-file limit ({nofile_text}) leaves room for; \
              accepting may fail with \"too many open files\" (raise LimitNOFILE, or set max_connections = 0)"
@@ -127,9 +128,14 @@ fn raise_open_file_limit() -> Option<u64> {
 fn auto_cap(nofile: Option<u64>, workers: usize) -> usize {
     const MOST: usize = 65_536;
     const LEAST: usize = 16;
-    let reserve = 64 + 3 * (workers + 2);
     let files = nofile.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
-    (files.saturating_sub(reserve) / 4 * 3).clamp(LEAST, MOST)
+    (files.saturating_sub(fd_reserve(workers)) / 4 * 3).clamp(LEAST, MOST)
+}
+
+/// Files kept for other than connections: three per pooled database
+/// connection (`workers + 2` of them) and 64 for the rest.
+fn fd_reserve(workers: usize) -> usize {
+    64 + 3 * (workers + 2)
 }
 
 /// The connection cap: `max_connections` when set, else sized from the
@@ -184,14 +190,33 @@ async fn serve(
     let mut signal = pin!(shutdown_signal());
     let mut shed_log = Every::new(Duration::from_secs(10));
     let mut full_log = Every::new(Duration::from_secs(10));
+    let mut accept_log = Every::new(Duration::from_secs(10));
     'accept: loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: back off, keep
+                    // serving; when out of files, close an idle connection
+                    // so the next accept can succeed.
+                    let out_of_files = [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
+                        .iter()
+                        .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
+                    let shed = out_of_files && registry.shed_for_a_file();
+                    if let Some(n) = accept_log.note() {
+                        warn!(
+                            "accept failed ({n} time(s) since the last report): {e}{}",
+                            if shed { "; closed an idle connection" } else { "" }
+                        );
+                    }
+                    // Once the shed connection has closed (its file is
+                    // free), or after a pause.
+                    let pause = Duration::from_millis(50);
+                    if shed {
+                        let _ = tokio::time::timeout(pause, registry.changed.notified()).await;
+                    } else {
+                        tokio::time::sleep(pause).await;
+                    }
                     continue;
                 }
             },
@@ -313,25 +338,35 @@ impl Registry {
     fn admit(&self) -> Admit {
         let mut open = self.lock();
         if open.slots.len() - open.shedding < self.cap {
-            return Admit::Room;
+            Admit::Room
+        } else if Self::shed_one(&mut open) {
+            Admit::Shed
+        } else {
+            Admit::Full
         }
-        // The least recently used connection at rest: the one idle longest
-        // (a silent connection counts as idle since it was accepted).
+    }
+
+    /// Out of files below the cap (an explicit `max_connections` above
+    /// what the open-file limit allows): free one by shedding, if any
+    /// connection is at rest.
+    fn shed_for_a_file(&self) -> bool {
+        Self::shed_one(&mut self.lock())
+    }
+
+    /// Tells the least recently used connection at rest (the one idle
+    /// longest; a silent connection is idle since it was accepted) to close.
+    fn shed_one(open: &mut Open) -> bool {
         let victim = open
             .slots
             .values()
             .filter(|s| !s.shedding.load(Ordering::Acquire) && s.at_rest())
             .min_by_key(|s| (s.rest_since_ms.load(Ordering::Acquire), s.id))
             .cloned();
-        match victim {
-            Some(v) => {
-                v.shedding.store(true, Ordering::Release);
-                v.shed.notify_one();
-                open.shedding += 1;
-                Admit::Shed
-            }
-            None => Admit::Full,
-        }
+        let Some(v) = victim else { return false };
+        v.shedding.store(true, Ordering::Release);
+        v.shed.notify_one();
+        open.shedding += 1;
+        true
     }
 
     fn register(&self) -> Arc<Slot> {

@@ -460,3 +460,110 @@ fn when_every_connection_is_busy_new_ones_wait_for_a_request_to_finish() {
     assert_eq!(r.status, 200);
     finish_upload(&mut b, len).ok();
 }
+
+/// Starts the server under `sh` with `ulimit` run first (the harness
+/// spawns the binary directly); returns the child and its address.
+fn start_under_ulimit(
+    ulimit: &str,
+    dir: &TempDir,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr) {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit {ulimit} && exec \"$0\" --data-dir \"$1\" serve --listen 127.0.0.1:0"
+        ))
+        .arg(BIN)
+        .arg(dir.join("data"))
+        .env("PROXYPLANE_RATE_LIMIT_PER_SECOND", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sh");
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok());
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server did not start: {line:?}");
+    };
+    (child, addr)
+}
+
+/// The soft open-file limit (often 1024) is raised to the hard limit at
+/// start-up, as Go's runtime does: every connection is a file.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let Some(hard) = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|h| h.parse::<u64>().ok())
+    else {
+        eprintln!("no /proc/self/limits or no finite hard limit; skipped");
+        return;
+    };
+    let soft = (hard / 2).max(64);
+    if soft >= hard {
+        eprintln!("hard open-file limit {hard} leaves nothing to raise; skipped");
+        return;
+    }
+    let dir = TempDir::new("nofile");
+    let (mut child, addr) = start_under_ulimit(&format!("-Sn {soft}"), &dir, &[]);
+    // Once it answers, start-up (which raises the limit) is over.
+    let served = Conn::open(addr)
+        .and_then(|mut c| c.request("GET", "/healthz", &[], b""))
+        .map(|r| r.status);
+    let server_limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(served.ok(), Some(200));
+    let row = server_limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("the server's limits");
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        fields[3],
+        hard.to_string(),
+        "soft limit not raised from {soft}: {row}"
+    );
+}
+
+/// With `max_connections` set above what the open-file limit allows, accept
+/// runs out of files before the cap: an idle connection is closed to free
+/// one rather than leaving new clients in the backlog.
+#[test]
+fn out_of_files_below_the_cap_sheds_an_idle_connection() {
+    let dir = TempDir::new("emfile");
+    let (mut child, addr) = start_under_ulimit(
+        "-n 128",
+        &dir,
+        &[
+            ("PROXYPLANE_MAX_CONNECTIONS", "1000"),
+            ("PROXYPLANE_WORKERS", "2"),
+            ("PROXYPLANE_HEADER_READ_TIMEOUT_SECONDS", "120"),
+            ("PROXYPLANE_IDLE_TIMEOUT_SECONDS", "120"),
+        ],
+    );
+    // More silent connections than the server has files for.
+    let silent: Vec<Conn> = (0..160).map(|_| Conn::open(addr).unwrap()).collect();
+    let mut c = Conn::open(addr).unwrap();
+    let r = c.request("GET", "/healthz", &[], b"");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.expect("served within IO_TIMEOUT").status, 200);
+    drop(silent);
+}
