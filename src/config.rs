@@ -20,6 +20,7 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_bulk_items: usize,
     pub max_header_bytes: usize,
+    /// 0: sized at start-up from the open-file limit (`server::run`).
     pub max_connections: usize,
     pub header_read_timeout_seconds: u64,
     pub body_read_timeout_seconds: u64,
@@ -58,7 +59,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("max_body_bytes", "4194304"),
     ("max_bulk_items", "10000"),
     ("max_header_bytes", "16384"),
-    ("max_connections", "1024"),
+    ("max_connections", "0"),
     ("header_read_timeout_seconds", "10"),
     ("body_read_timeout_seconds", "30"),
     ("idle_timeout_seconds", "60"),
@@ -244,7 +245,7 @@ pub fn load(o: &Overrides, env: &BTreeMap<String, String>) -> Result<Config, Str
         max_body_bytes: uint("max_body_bytes", 1024, 1 << 30)? as usize,
         max_bulk_items: uint("max_bulk_items", 1, 1_000_000)? as usize,
         max_header_bytes: uint("max_header_bytes", 8192, 1 << 20)? as usize,
-        max_connections: uint("max_connections", 1, 1_000_000)? as usize,
+        max_connections: uint("max_connections", 0, 1_000_000)? as usize,
         header_read_timeout_seconds: uint("header_read_timeout_seconds", 1, 3600)?,
         body_read_timeout_seconds: uint("body_read_timeout_seconds", 1, 3600)?,
         idle_timeout_seconds: uint("idle_timeout_seconds", 1, 86_400)?,
@@ -303,6 +304,7 @@ mod tests {
         assert_eq!(c.rate_limit_per_second, 50.0);
         assert_eq!(c.max_body_bytes, 4_194_304);
         assert_eq!(c.max_bulk_items, 10_000);
+        assert_eq!(c.max_connections, 0, "auto: sized from the open-file limit");
     }
 
     #[test]

@@ -3,23 +3,37 @@
 //! and graceful shutdown. Handlers are plain synchronous functions, run under
 //! `block_in_place` with at most one async worker per core plus `workers`
 //! blocking threads; only this file is async.
+//!
+//! Connections: at start-up the open-file limit is raised to its hard limit
+//! and the connection cap sized from it (`max_connections = 0`). At the cap
+//! the server keeps accepting and closes the least recently used connection
+//! that is at rest (idle keep-alive, or never sent a byte) to make room;
+//! only when every connection has a request in flight does a new one wait
+//! (in the kernel's backlog) until a request finishes. A body refused
+//! unread is drained for a bounded time after the refusal, so clients that
+//! write their whole request before reading still get the error.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method as Verb, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::{watch, Semaphore};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::connect::{self, Call, Headers, Reject};
@@ -46,7 +60,18 @@ pub fn run(state: Arc<State>, listener: std::net::TcpListener) -> Result<(), Str
         .thread_name("proxyplane-worker")
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let result = rt.block_on(serve(state.clone(), listener));
+    let nofile = raise_open_file_limit();
+    let cap = connection_cap(state.config.max_connections, nofile, state.config.workers);
+    let nofile_text = nofile.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    let spare = nofile.map(|n| n.saturating_sub(fd_reserve(state.config.workers) as u64));
+    if state.config.max_connections > 0 && spare.is_some_and(|f| cap as u64 > f) {
+        warn!(
+            "max_connections {cap} is more than the open-file limit ({nofile_text}) leaves room for; \
+             accepting may fail with \"too many open files\" (raise LimitNOFILE, or set max_connections = 0)"
+        );
+    }
+    info!("serving at most {cap} connections at once (open-file limit {nofile_text})");
+    let result = rt.block_on(serve(state.clone(), listener, cap));
     rt.shutdown_timeout(Duration::from_secs(
         state.config.shutdown_timeout_seconds.max(1),
     ));
@@ -69,39 +94,173 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve(state: Arc<State>, listener: std::net::TcpListener) -> Result<(), String> {
+/// Raises the soft open-file limit to the hard limit, as Go's runtime does:
+/// the soft default (often 1024) is a relic of `select(2)`, and every
+/// connection is a file. Returns the limit now in force (None: unlimited).
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    match (lim.current, lim.maximum) {
+        (Some(cur), max) if max.is_none_or(|m| m > cur) => {
+            let want = Rlimit {
+                current: max,
+                maximum: max,
+            };
+            match setrlimit(Resource::Nofile, want) {
+                Ok(()) => max,
+                Err(e) => {
+                    warn!("cannot raise the open-file limit from {cur}: {e}");
+                    Some(cur)
+                }
+            }
+        }
+        (cur, _) => cur,
+    }
+}
+
+/// The most connections `max_connections = 0` allows: three quarters of the
+/// open files left after a reserve for the database pool (a database, WAL
+/// and shared-memory file per pooled connection), the listener, stdio and
+/// logs. The quarter kept back covers connections still closing after
+/// being shed, the one held while the server is full, and accept itself.
+/// At most 65,536: past that, memory (a read buffer of up to
+/// `max_header_bytes` each) matters more than files.
+fn auto_cap(nofile: Option<u64>, workers: usize) -> usize {
+    const MOST: usize = 65_536;
+    const LEAST: usize = 16;
+    let files = nofile.map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    (files.saturating_sub(fd_reserve(workers)) / 4 * 3).clamp(LEAST, MOST)
+}
+
+/// Files kept for other than connections: three per pooled database
+/// connection (`workers + 2` of them) and 64 for the rest.
+fn fd_reserve(workers: usize) -> usize {
+    64 + 3 * (workers + 2)
+}
+
+/// The connection cap: `max_connections` when set, else sized from the
+/// open-file limit (see `auto_cap`).
+fn connection_cap(configured: usize, nofile: Option<u64>, workers: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        auto_cap(nofile, workers)
+    }
+}
+
+/// Logs at most once per period, counting what it did not log.
+struct Every {
+    period: Duration,
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl Every {
+    fn new(period: Duration) -> Every {
+        Every {
+            period,
+            last: None,
+            count: 0,
+        }
+    }
+    /// Counts an event; Some(events since the last log) when it is time to log.
+    fn note(&mut self) -> Option<u64> {
+        self.count += 1;
+        if self.last.is_some_and(|t| t.elapsed() < self.period) {
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
+async fn serve(
+    state: Arc<State>,
+    listener: std::net::TcpListener,
+    cap: usize,
+) -> Result<(), String> {
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("listener: {e}"))?;
     let listener =
         tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
-    let slots = Arc::new(Semaphore::new(state.config.max_connections));
+    let registry = Arc::new(Registry::new(cap));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut signal = pin!(shutdown_signal());
-    loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = &mut signal => break,
-        };
+    let mut shed_log = Every::new(Duration::from_secs(10));
+    let mut full_log = Every::new(Duration::from_secs(10));
+    let mut accept_log = Every::new(Duration::from_secs(10));
+    'accept: loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: back off, keep
+                    // serving; when out of files, close an idle connection
+                    // so the next accept can succeed.
+                    let out_of_files = [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
+                        .iter()
+                        .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
+                    let shed = out_of_files && registry.shed_for_a_file();
+                    if let Some(n) = accept_log.note() {
+                        warn!(
+                            "accept failed ({n} time(s) since the last report): {e}{}",
+                            if shed { "; closed an idle connection" } else { "" }
+                        );
+                    }
+                    // Once the shed connection has closed (its file is
+                    // free), or after a pause.
+                    let pause = Duration::from_millis(50);
+                    if shed {
+                        let _ = tokio::time::timeout(pause, registry.changed.notified()).await;
+                    } else {
+                        tokio::time::sleep(pause).await;
+                    }
                     continue;
                 }
             },
             _ = &mut signal => break,
         };
+        // Accepting never stops at the cap (that would leave new clients in
+        // the kernel's backlog behind connections that do nothing): make
+        // room by closing a connection at rest, or, when every connection
+        // has a request in flight, hold this one until a request finishes.
+        loop {
+            match registry.admit() {
+                Admit::Room => break,
+                Admit::Shed => {
+                    if let Some(n) = shed_log.note() {
+                        warn!(
+                            "connection cap ({cap}) reached: closed {n} idle connection(s) to admit new ones"
+                        );
+                    }
+                    break;
+                }
+                Admit::Full => {
+                    if full_log.note().is_some() {
+                        warn!(
+                            "connection cap ({cap}) reached with a request in flight on every connection; \
+                             new connections wait until one finishes"
+                        );
+                    }
+                    tokio::select! {
+                        _ = registry.changed.notified() => {}
+                        // Belt and braces: look again even without a wake-up.
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = &mut signal => break 'accept,
+                    }
+                }
+            }
+        }
+        let slot = registry.register();
         conns.spawn(connection(
             state.clone(),
             stream,
             peer,
             stop_rx.clone(),
-            permit,
+            registry.clone(),
+            slot,
         ));
         while conns.try_join_next().is_some() {}
     }
@@ -126,92 +285,341 @@ async fn serve(state: Arc<State>, listener: std::net::TcpListener) -> Result<(),
     Ok(())
 }
 
-/// Per-connection bookkeeping for the idle keep-alive timeout.
-struct Activity {
-    inflight: AtomicUsize,
-    last_ms: AtomicU64,
-    epoch: Instant,
+/// What the accept loop may do with a new connection.
+enum Admit {
+    /// Under the cap.
+    Room,
+    /// At the cap; a connection at rest was told to close to make room.
+    Shed,
+    /// At the cap and every connection has a request in flight.
+    Full,
 }
 
-impl Activity {
-    fn touch(&self) {
-        self.last_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-    fn idle_for(&self) -> Option<Duration> {
-        if self.inflight.load(Ordering::Relaxed) > 0 {
-            return None;
+/// The open connections, for the cap and for choosing one to shed.
+struct Registry {
+    cap: usize,
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<Open>,
+    /// Signalled when a connection closes or a request finishes: the accept
+    /// loop, when full, waits for it.
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct Open {
+    slots: HashMap<u64, Arc<Slot>>,
+    /// How many of `slots` were told to close and have not yet: they no
+    /// longer count against the cap.
+    shedding: usize,
+}
+
+impl Registry {
+    fn new(cap: usize) -> Registry {
+        Registry {
+            cap,
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(Open::default()),
+            changed: Notify::new(),
         }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        Some(self.epoch.elapsed().saturating_sub(last))
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
+        // A panic while holding this lock leaves the map consistent (every
+        // change is one insert or remove); keep serving.
+        self.open.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn admit(&self) -> Admit {
+        let mut open = self.lock();
+        if open.slots.len() - open.shedding < self.cap {
+            Admit::Room
+        } else if Self::shed_one(&mut open) {
+            Admit::Shed
+        } else {
+            Admit::Full
+        }
+    }
+
+    /// Out of files below the cap (an explicit `max_connections` above
+    /// what the open-file limit allows): free one by shedding, if any
+    /// connection is at rest.
+    fn shed_for_a_file(&self) -> bool {
+        Self::shed_one(&mut self.lock())
+    }
+
+    /// Tells the least recently used connection at rest (the one idle
+    /// longest; a silent connection is idle since it was accepted) to close.
+    fn shed_one(open: &mut Open) -> bool {
+        let victim = open
+            .slots
+            .values()
+            .filter(|s| !s.shedding.load(Ordering::Acquire) && s.at_rest())
+            .min_by_key(|s| (s.rest_since_ms.load(Ordering::Acquire), s.id))
+            .cloned();
+        let Some(v) = victim else { return false };
+        v.shedding.store(true, Ordering::Release);
+        v.shed.notify_one();
+        open.shedding += 1;
+        true
+    }
+
+    fn register(&self) -> Arc<Slot> {
+        let slot = Arc::new(Slot {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            reads: AtomicU64::new(0),
+            reads_at_rest: AtomicU64::new(0),
+            inflight: AtomicUsize::new(0),
+            rest_since_ms: AtomicU64::new(self.now_ms()),
+            shedding: AtomicBool::new(false),
+            shed: Notify::new(),
+            linger: AtomicBool::new(false),
+        });
+        self.lock().slots.insert(slot.id, slot.clone());
+        slot
+    }
+
+    fn unregister(&self, slot: &Slot) {
+        {
+            let mut open = self.lock();
+            if open.slots.remove(&slot.id).is_some() && slot.shedding.load(Ordering::Acquire) {
+                open.shedding -= 1;
+            }
+        }
+        self.changed.notify_one();
+    }
+
+    /// A request's response is ready: the connection is at rest again.
+    fn came_to_rest(&self, slot: &Slot) {
+        slot.rest_since_ms.store(self.now_ms(), Ordering::Release);
+        slot.reads_at_rest
+            .store(slot.reads.load(Ordering::Acquire), Ordering::Release);
+        slot.inflight.fetch_sub(1, Ordering::AcqRel);
+        self.changed.notify_one();
+    }
+
+    /// How long the connection has been at rest; None while it is not.
+    fn idle_for(&self, slot: &Slot) -> Option<Duration> {
+        slot.at_rest().then(|| {
+            Duration::from_millis(
+                self.now_ms()
+                    .saturating_sub(slot.rest_since_ms.load(Ordering::Acquire)),
+            )
+        })
     }
 }
+
+/// One connection's state, shared by its task, its reads and the registry.
+struct Slot {
+    id: u64,
+    /// Reads that brought bytes, and how many of them there had been when
+    /// the last response was ready: equal means no request is arriving.
+    reads: AtomicU64,
+    reads_at_rest: AtomicU64,
+    /// Requests whose handler is running (hyper serves one at a time).
+    inflight: AtomicUsize,
+    /// When the connection was accepted or last answered (registry ms).
+    rest_since_ms: AtomicU64,
+    shedding: AtomicBool,
+    /// Tells the connection's task to close once it is at rest.
+    shed: Notify,
+    /// A request was refused before its body was read: drain what the
+    /// client still sends before closing.
+    linger: AtomicBool,
+}
+
+impl Slot {
+    /// At rest: no request in flight and no byte of a next one read, i.e.
+    /// an idle keep-alive connection or one that never sent a byte.
+    fn at_rest(&self) -> bool {
+        self.inflight.load(Ordering::Acquire) == 0
+            && self.reads.load(Ordering::Acquire) == self.reads_at_rest.load(Ordering::Acquire)
+    }
+}
+
+/// The socket, counting the reads that bring bytes (so a connection whose
+/// request head is arriving is never taken for an idle one).
+struct Tracked {
+    stream: tokio::net::TcpStream,
+    slot: Arc<Slot>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.slot.reads.fetch_add(1, Ordering::AcqRel);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+/// After refusing a body unread, how long and how much of it to drain so a
+/// client that writes its whole request before reading (Python's urllib,
+/// many scripts) can finish writing and read the refusal. Closing at once
+/// would reset the connection under its write (EPIPE/ECONNRESET) and the
+/// error would never be read.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 16 << 20;
+
+/// Closes the write side (the client reads the answer, then EOF) and
+/// discards what the client still sends, until it closes or the time or
+/// byte budget is spent.
+async fn linger(stream: &mut Tracked) {
+    close_write(stream).await;
+    let deadline = tokio::time::Instant::now() + LINGER_TIME;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        let read = std::future::poll_fn(|cx| {
+            let mut rb = ReadBuf::new(&mut buf);
+            Pin::new(&mut stream.stream)
+                .poll_read(cx, &mut rb)
+                .map_ok(|()| rb.filled().len())
+        });
+        match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(n)) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+/// Sends FIN (hyper was told not to: the socket may still be drained).
+async fn close_write(stream: &mut Tracked) {
+    let _ = std::future::poll_fn(|cx| Pin::new(&mut stream.stream).poll_shutdown(cx)).await;
+}
+
+type Handled = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
 
 async fn connection(
     state: Arc<State>,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     mut stop: watch::Receiver<bool>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    registry: Arc<Registry>,
+    slot: Arc<Slot>,
 ) {
     let _ = stream.set_nodelay(true);
     state
         .metrics
         .open_connections
         .fetch_add(1, Ordering::Relaxed);
-    let activity = Arc::new(Activity {
-        inflight: AtomicUsize::new(0),
-        last_ms: AtomicU64::new(0),
-        epoch: Instant::now(),
-    });
     let cfg = &state.config;
     let idle = Duration::from_secs(cfg.idle_timeout_seconds);
     let svc = {
-        let (state, activity) = (state.clone(), activity.clone());
-        service_fn(move |req| {
-            let (state, activity) = (state.clone(), activity.clone());
-            async move {
-                activity.inflight.fetch_add(1, Ordering::Relaxed);
+        let (state, registry, slot) = (state.clone(), registry.clone(), slot.clone());
+        service_fn(move |req: Request<Incoming>| -> Handled {
+            let (state, registry, slot) = (state.clone(), registry.clone(), slot.clone());
+            // Boxed so the connection can be run without hyper shutting the
+            // socket (poll_without_shutdown needs an Unpin future): after a
+            // refusal the socket is wanted back to drain it.
+            Box::pin(async move {
+                slot.inflight.fetch_add(1, Ordering::AcqRel);
+                let has_body = !req.body().is_end_stream();
                 let resp = route(&state, req, peer.ip()).await;
-                activity.inflight.fetch_sub(1, Ordering::Relaxed);
-                activity.touch();
+                if has_body
+                    && resp
+                        .headers()
+                        .get(header::CONNECTION)
+                        .is_some_and(|v| v == "close")
+                {
+                    slot.linger.store(true, Ordering::Release);
+                }
+                registry.came_to_rest(&slot);
                 Ok::<_, Infallible>(resp)
-            }
+            })
         })
     };
-    let mut conn = pin!(http1::Builder::new()
+    let io = Tracked {
+        stream,
+        slot: slot.clone(),
+    };
+    let mut conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(Some(Duration::from_secs(cfg.header_read_timeout_seconds)))
         .max_buf_size(cfg.max_header_bytes)
         .keep_alive(true)
-        .serve_connection(TokioIo::new(stream), svc));
+        .serve_connection(TokioIo::new(io), svc);
     let mut tick = tokio::time::interval(Duration::from_millis(500).min(idle));
     let mut closing = *stop.borrow();
     if closing {
-        conn.as_mut().graceful_shutdown();
+        Pin::new(&mut conn).graceful_shutdown();
     }
     loop {
         tokio::select! {
-            _ = conn.as_mut() => break,
+            _ = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx)) => break,
             r = stop.changed(), if !closing => {
                 if r.is_err() || *stop.borrow() {
                     closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    Pin::new(&mut conn).graceful_shutdown();
                 }
             }
+            // Shed to make room for a new connection. hyper closes at once
+            // if the connection is at rest, or after the response if a
+            // request slipped in meanwhile.
+            _ = slot.shed.notified(), if !closing => {
+                closing = true;
+                Pin::new(&mut conn).graceful_shutdown();
+            }
             _ = tick.tick(), if !closing => {
-                if activity.idle_for().is_some_and(|d| d >= idle) {
+                if registry.idle_for(&slot).is_some_and(|d| d >= idle) {
                     closing = true;
-                    conn.as_mut().graceful_shutdown();
+                    Pin::new(&mut conn).graceful_shutdown();
                 }
             }
         }
     }
+    let mut io = conn.into_parts().io.into_inner();
+    if slot.linger.load(Ordering::Acquire) {
+        // Draining counts as a request in flight: never shed, and it holds
+        // its place under the cap (it is bounded by LINGER_TIME).
+        slot.inflight.fetch_add(1, Ordering::AcqRel);
+        linger(&mut io).await;
+    } else {
+        close_write(&mut io).await;
+    }
+    drop(io);
+    registry.unregister(&slot);
     state
         .metrics
         .open_connections
         .fetch_sub(1, Ordering::Relaxed);
-    drop(permit);
 }
 
 fn header(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -439,5 +847,72 @@ async fn metrics(state: &Arc<State>, req: &Request<Incoming>) -> Resp {
             text.into_bytes(),
         ),
         Err(e) => error_response(e.code.http_status(), &e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_connection_cap_is_kept() {
+        assert_eq!(connection_cap(2, Some(1024), 8), 2);
+        assert_eq!(connection_cap(500_000, Some(1024), 8), 500_000);
+    }
+
+    #[test]
+    fn the_automatic_cap_leaves_room_for_the_database_and_a_margin() {
+        // 1024 files, 8 workers: 64 + 3 * 10 reserved, three quarters of the rest.
+        assert_eq!(connection_cap(0, Some(1024), 8), (1024 - 94) / 4 * 3);
+        let cap = connection_cap(0, Some(20_000), 8);
+        assert!(cap < 20_000 - 94 && cap > 10_000, "{cap}");
+        // Bounded by memory when files are plentiful, and never zero.
+        assert_eq!(connection_cap(0, Some(1 << 20), 8), 65_536);
+        assert_eq!(connection_cap(0, None, 8), 65_536);
+        assert_eq!(connection_cap(0, Some(50), 8), 16);
+    }
+
+    #[test]
+    fn rate_limited_logs_count_what_they_skipped() {
+        let mut every = Every::new(Duration::from_secs(3600));
+        assert_eq!(every.note(), Some(1));
+        assert_eq!(every.note(), None);
+        assert_eq!(every.note(), None);
+        every.last = Some(Instant::now() - Duration::from_secs(3601));
+        assert_eq!(every.note(), Some(3));
+    }
+
+    #[test]
+    fn at_the_cap_the_least_recently_used_connection_at_rest_is_shed() {
+        let reg = Registry::new(3);
+        let busy = reg.register();
+        let recent = reg.register();
+        let stale = reg.register();
+        // A request head is arriving on the oldest connection: not at rest.
+        busy.reads.fetch_add(1, Ordering::AcqRel);
+        recent.rest_since_ms.store(2_000, Ordering::Release);
+        stale.rest_since_ms.store(1_000, Ordering::Release);
+        assert!(matches!(reg.admit(), Admit::Shed));
+        assert!(stale.shedding.load(Ordering::Acquire));
+        assert!(!recent.shedding.load(Ordering::Acquire));
+        assert!(!busy.shedding.load(Ordering::Acquire));
+        // The shed one no longer counts against the cap.
+        let new = reg.register();
+        new.inflight.fetch_add(1, Ordering::AcqRel);
+        assert!(matches!(reg.admit(), Admit::Shed));
+        assert!(recent.shedding.load(Ordering::Acquire));
+        let newer = reg.register();
+        newer.reads.fetch_add(1, Ordering::AcqRel);
+        assert!(
+            matches!(reg.admit(), Admit::Full),
+            "every connection left has a request in flight"
+        );
+        // A request that finishes puts its connection at rest: sheddable.
+        reg.came_to_rest(&new);
+        assert!(matches!(reg.admit(), Admit::Shed));
+        for s in [&stale, &recent, &new] {
+            reg.unregister(s);
+        }
+        assert!(matches!(reg.admit(), Admit::Room));
     }
 }

@@ -318,27 +318,252 @@ fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
     }
 }
 
+/// A server with a small connection cap; header and idle timeouts far past
+/// the harness's IO_TIMEOUT, so only shedding (not a timeout) can free a slot
+/// in time.
+fn capped(cap: &str) -> Server {
+    Launch::default()
+        .env("PROXYPLANE_MAX_CONNECTIONS", cap)
+        .env("PROXYPLANE_HEADER_READ_TIMEOUT_SECONDS", "120")
+        .env("PROXYPLANE_IDLE_TIMEOUT_SECONDS", "120")
+        .env("PROXYPLANE_BODY_READ_TIMEOUT_SECONDS", "120")
+        .start()
+}
+
 #[test]
-fn connections_beyond_max_connections_wait_for_a_free_slot() {
-    let s = Launch::default()
-        .env("PROXYPLANE_MAX_CONNECTIONS", "2")
-        .start();
-    let mut a = s.conn();
-    let mut b = s.conn();
-    assert_eq!(a.request("GET", "/healthz", &[], b"").unwrap().status, 200);
-    assert_eq!(b.request("GET", "/healthz", &[], b"").unwrap().status, 200);
+fn silent_connections_at_the_cap_are_shed_for_a_new_client() {
+    let s = capped("8");
+    // Twelve connections that never send a byte: eight fill the cap, the
+    // rest would sit in the kernel's backlog.
+    let mut silent: Vec<Conn> = (0..12).map(|_| s.conn()).collect();
+    // A normal client is served (within IO_TIMEOUT; the header timeout that
+    // would otherwise free a slot is 120 s).
+    let r = s.get("/healthz", &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Making room closed the oldest silent connections: the four beyond the
+    // cap plus one for the client.
+    for (i, c) in silent.iter_mut().take(5).enumerate() {
+        assert!(
+            c.wait_closed(IO_TIMEOUT).is_some(),
+            "silent connection {i} (among the oldest) was not closed"
+        );
+    }
+    // The newest are still served.
+    let last = silent.last_mut().unwrap();
+    let r = last.request("GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        s.wait_log("connection cap", Duration::from_secs(5)),
+        "shedding was not logged:\n{}",
+        s.stderr()
+    );
+}
+
+#[test]
+fn idle_keep_alive_connections_at_the_cap_are_shed_for_a_new_client() {
+    let s = capped("8");
+    let mut idle: Vec<Conn> = (0..8).map(|_| s.conn()).collect();
+    for c in idle.iter_mut() {
+        assert_eq!(c.request("GET", "/healthz", &[], b"").unwrap().status, 200);
+    }
+    // A new client is served at once: the least recently used idle
+    // connection was closed (EOF) to make room, the others kept.
+    assert_eq!(s.get("/healthz", &[]).status, 200);
+    assert!(
+        idle[0].wait_closed(IO_TIMEOUT).is_some(),
+        "the least recently used idle connection was not closed"
+    );
+    let r = idle[7].request("GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+}
+
+/// Starts a CreateWorkspace upload of `len` declared bytes and sends only
+/// part of it: a request in flight.
+fn slow_upload(s: &Server, len: usize) -> Conn {
+    let mut c = s.conn();
+    let auth = bearer(&s.admin);
+    let mut bytes = c.head(
+        "POST",
+        &format!("{SVC}CreateWorkspace"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+        ],
+        len,
+    );
+    bytes.extend_from_slice(b"{\"name\":\"");
+    c.send(&bytes).unwrap();
+    c
+}
+
+/// Finishes an upload begun by `slow_upload`.
+fn finish_upload(c: &mut Conn, len: usize) -> Reply {
+    let sent = "{\"name\":\"".len();
+    let mut rest = vec![b'u'; len - sent - 2];
+    rest.extend_from_slice(b"\"}");
+    c.send(&rest).unwrap();
+    c.read_reply(false).expect("the upload was answered")
+}
+
+#[test]
+fn connections_with_a_request_in_flight_are_never_shed() {
+    let s = capped("2");
+    let len = 60;
+    let mut upload = slow_upload(&s, len);
+    let mut idle = s.conn();
+    assert_eq!(
+        idle.request("GET", "/healthz", &[], b"").unwrap().status,
+        200
+    );
+    // Let the server read the upload's head (bytes still in the kernel
+    // buffer look like a silent connection).
+    std::thread::sleep(Duration::from_millis(200));
+    // The cap is full: the newcomer takes the idle connection's slot, not
+    // the upload's.
+    let mut newcomer = s.conn();
+    let r = newcomer.request("GET", "/healthz", &[], b"").unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        idle.wait_closed(IO_TIMEOUT).is_some(),
+        "the idle connection was kept"
+    );
+    finish_upload(&mut upload, len).ok();
+}
+
+#[test]
+fn when_every_connection_is_busy_new_ones_wait_for_a_request_to_finish() {
+    let s = capped("2");
+    let len = 60;
+    let mut a = slow_upload(&s, len);
+    let mut b = slow_upload(&s, len);
+    std::thread::sleep(Duration::from_millis(200));
     let mut c = s.conn();
     c.send(&c.head("GET", "/healthz", &[], 0)).unwrap();
     c.stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
+        .set_read_timeout(Some(Duration::from_millis(700)))
         .unwrap();
-    assert!(
-        c.read_reply(false).is_err(),
-        "a third connection was served while two were open"
-    );
-    drop(a);
+    match c.read_reply(false) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => {
+            panic!("a third connection was answered while two uploads were in flight: {other:?}")
+        }
+    }
+    // An upload that finishes gets its answer (it was not shed) ...
+    finish_upload(&mut a, len).ok();
+    // ... and its now idle connection makes room for the waiting client.
     c.stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-    let r = c.read_reply(false).expect("served once a slot was free");
+    let r = c.read_reply(false).expect("served once a request finished");
     assert_eq!(r.status, 200);
-    assert_eq!(b.request("GET", "/healthz", &[], b"").unwrap().status, 200);
+    finish_upload(&mut b, len).ok();
+}
+
+/// Starts the server under `sh` with `ulimit` run first (the harness
+/// spawns the binary directly); returns the child and its address.
+fn start_under_ulimit(
+    ulimit: &str,
+    dir: &TempDir,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr) {
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "ulimit {ulimit} && exec \"$0\" --data-dir \"$1\" serve --listen 127.0.0.1:0"
+        ))
+        .arg(BIN)
+        .arg(dir.join("data"))
+        .env("PROXYPLANE_RATE_LIMIT_PER_SECOND", "0");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sh");
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok());
+    let Some(addr) = addr else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the server did not start: {line:?}");
+    };
+    (child, addr)
+}
+
+/// The soft open-file limit (often 1024) is raised to the hard limit at
+/// start-up, as Go's runtime does: every connection is a file.
+#[test]
+fn the_open_file_limit_is_raised_to_the_hard_limit() {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let Some(hard) = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(4))
+        .and_then(|h| h.parse::<u64>().ok())
+    else {
+        eprintln!("no /proc/self/limits or no finite hard limit; skipped");
+        return;
+    };
+    let soft = (hard / 2).max(64);
+    if soft >= hard {
+        eprintln!("hard open-file limit {hard} leaves nothing to raise; skipped");
+        return;
+    }
+    let dir = TempDir::new("nofile");
+    let (mut child, addr) = start_under_ulimit(&format!("-Sn {soft}"), &dir, &[]);
+    // Once it answers, start-up (which raises the limit) is over.
+    let served = Conn::open(addr)
+        .and_then(|mut c| c.request("GET", "/healthz", &[], b""))
+        .map(|r| r.status);
+    let server_limits =
+        std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(served.ok(), Some(200));
+    let row = server_limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("the server's limits");
+    let fields: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(
+        fields[3],
+        hard.to_string(),
+        "soft limit not raised from {soft}: {row}"
+    );
+}
+
+/// With `max_connections` set above what the open-file limit allows, accept
+/// runs out of files before the cap: an idle connection is closed to free
+/// one rather than leaving new clients in the backlog.
+#[test]
+fn out_of_files_below_the_cap_sheds_an_idle_connection() {
+    let dir = TempDir::new("emfile");
+    let (mut child, addr) = start_under_ulimit(
+        "-n 128",
+        &dir,
+        &[
+            ("PROXYPLANE_MAX_CONNECTIONS", "1000"),
+            ("PROXYPLANE_WORKERS", "2"),
+            ("PROXYPLANE_HEADER_READ_TIMEOUT_SECONDS", "120"),
+            ("PROXYPLANE_IDLE_TIMEOUT_SECONDS", "120"),
+        ],
+    );
+    // More silent connections than the server has files for.
+    let silent: Vec<Conn> = (0..160).map(|_| Conn::open(addr).unwrap()).collect();
+    let mut c = Conn::open(addr).unwrap();
+    let r = c.request("GET", "/healthz", &[], b"");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(r.expect("served within IO_TIMEOUT").status, 200);
+    drop(silent);
 }

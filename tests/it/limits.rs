@@ -224,3 +224,102 @@ fn gzip_bomb_is_refused() {
     r.assert_error(429, "resource_exhausted");
     still_serving(&s, &ws);
 }
+
+/// A client that writes its whole request before it reads (as Python's
+/// urllib does): the write must succeed and the 429 must be readable. The
+/// body goes out in 16 KiB pieces 20 ms apart, as over a real network
+/// (on loopback the kernel's buffers would otherwise take it all at once).
+fn write_all_then_read(s: &Server, framing: (&str, &str), body: &[u8]) -> Reply {
+    let mut conn = s.conn();
+    let auth = bearer(&s.admin);
+    let bytes = conn.head(
+        "POST",
+        &format!("{SVC}CreateWorkspace"),
+        &[
+            ("Content-Type", "application/json"),
+            ("Authorization", &auth),
+            framing,
+        ],
+        0,
+    );
+    conn.send(&bytes).unwrap();
+    for (i, piece) in body.chunks(16 * 1024).enumerate() {
+        std::thread::sleep(Duration::from_millis(20));
+        conn.send(piece).unwrap_or_else(|e| {
+            panic!("the server cut off the body at piece {i} instead of letting the client finish: {e}")
+        });
+    }
+    conn.read_reply(false)
+        .expect("the refusal was readable after the body was written")
+}
+
+/// A 256 KiB JSON body: a valid message, only too large for a 64 KiB limit.
+fn quarter_mib_message() -> Vec<u8> {
+    let mut body = br#"{"name":""#.to_vec();
+    body.resize(256 * 1024 - 2, b'a');
+    body.extend_from_slice(br#""}"#);
+    body
+}
+
+#[test]
+fn a_client_that_writes_a_too_large_body_before_reading_gets_the_refusal() {
+    let s = Launch::default()
+        .env("PROXYPLANE_MAX_BODY_BYTES", "65536")
+        .start();
+    let ws = s.create_workspace("writers");
+    let body = quarter_mib_message();
+    let len = body.len().to_string();
+    write_all_then_read(&s, ("Content-Length", &len), &body)
+        .assert_error(429, "resource_exhausted");
+    write_all_then_read(
+        &s,
+        ("Transfer-Encoding", "chunked"),
+        &chunked(&body, 16 * 1024),
+    )
+    .assert_error(429, "resource_exhausted");
+    still_serving(&s, &ws);
+}
+
+/// urllib sends the whole body before it reads; 8 MiB is more than the
+/// loopback buffers hold, so the server must read (and discard) it.
+#[test]
+fn python_urllib_gets_the_refusal_of_a_too_large_body() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("python3 is not installed; skipped");
+        return;
+    }
+    let s = Launch::default()
+        .env("PROXYPLANE_MAX_BODY_BYTES", "65536")
+        .start();
+    let script = r#"
+import sys, urllib.request, urllib.error
+url, key = sys.argv[1], sys.argv[2]
+body = b'{"name":"' + b'a' * (8 << 20) + b'"}'
+req = urllib.request.Request(url, data=body, headers={
+    "Content-Type": "application/json", "Authorization": "Bearer " + key})
+try:
+    urllib.request.urlopen(req, timeout=10)
+    print("no error")
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode())
+"#;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &format!("http://{}{SVC}CreateWorkspace", s.addr),
+            &s.admin,
+        ])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("429 ") && stdout.contains("resource_exhausted"),
+        "urllib saw: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
