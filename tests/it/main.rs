@@ -26,4 +26,5 @@ mod ratelimit;
 mod roles;
 mod seeds;
 mod shutdown;
+mod upgrade;
 mod validation;
