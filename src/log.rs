@@ -43,11 +43,12 @@ pub fn write(level: LogLevel, msg: std::fmt::Arguments<'_>) {
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
-#[macro_export]
+// The macros are imported from here (`use crate::log::{info, warn};`),
+// not from the crate root.
 macro_rules! error { ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Error, format_args!($($t)*)) } }
-#[macro_export]
-macro_rules! warn { ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Warn, format_args!($($t)*)) } }
-#[macro_export]
+macro_rules! warn_ { ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Warn, format_args!($($t)*)) } }
 macro_rules! info { ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Info, format_args!($($t)*)) } }
-#[macro_export]
+#[allow(unused_macros)]
 macro_rules! debug { ($($t:tt)*) => { $crate::log::write($crate::config::LogLevel::Debug, format_args!($($t)*)) } }
+#[allow(unused_imports)]
+pub(crate) use {debug, error, info, warn_ as warn};

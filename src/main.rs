@@ -5,9 +5,11 @@ mod api;
 mod assign;
 mod auth;
 mod cli;
+mod codec;
 mod config;
 mod connect;
 mod crypto;
+mod ctx;
 mod cursor;
 mod error;
 mod ids;
@@ -15,6 +17,7 @@ mod log;
 mod metrics;
 mod pb;
 mod ratelimit;
+mod role;
 mod rpc;
 mod server;
 mod store;
@@ -28,11 +31,12 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::auth::Role;
 use crate::cli::{Cli, Command, KeysCommand, WorkspacesCommand};
 use crate::config::{Config, Overrides};
 use crate::crypto::{Keyring, MasterKey};
 use crate::ids::{ApiKeyId, WorkspaceId};
+use crate::log::{info, warn};
+use crate::role::Role;
 
 fn main() -> ExitCode {
     match run() {
@@ -156,13 +160,13 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
         config::db_path(&config.data_dir).display(),
         config.workers
     );
-    let state = Arc::new(rpc::State {
+    let state = Arc::new(ctx::State {
         key_limiter: ratelimit::Limiter::new(config.rate_limit_per_second, config.rate_limit_burst),
         ip_limiter: ratelimit::Limiter::new(
             config.auth_failure_rate_per_second,
             config.auth_failure_burst,
         ),
-        metrics: metrics::Metrics::default(),
+        metrics: metrics::Metrics::new(rpc::METHODS.iter().map(|m| m.name).collect()),
         last_used: auth::LastUsed::default(),
         shutting_down: AtomicBool::new(false),
         db: pool,

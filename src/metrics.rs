@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use crate::error::Code;
-use crate::rpc::METHODS;
 
 /// Upper bounds in seconds.
 const BUCKETS: [f64; 12] = [
@@ -34,16 +33,20 @@ impl MethodStats {
 }
 
 pub struct Metrics {
+    /// The method names, by index (the method table's order).
+    names: Vec<&'static str>,
     /// One per method, plus one for paths that are no method.
     methods: Vec<MethodStats>,
     pub rate_limited: AtomicU64,
     pub open_connections: AtomicI64,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
+impl Metrics {
+    /// Counters for the methods `names` (index i is method i).
+    pub fn new(names: Vec<&'static str>) -> Self {
         Metrics {
-            methods: (0..=METHODS.len()).map(|_| MethodStats::new()).collect(),
+            methods: (0..=names.len()).map(|_| MethodStats::new()).collect(),
+            names,
             rate_limited: AtomicU64::new(0),
             open_connections: AtomicI64::new(0),
         }
@@ -58,9 +61,10 @@ fn code_index(code: Option<Code>) -> usize {
 }
 
 impl Metrics {
-    /// `method`: index into METHODS, or None for an unknown path.
+    /// `method`: index into the names, or None for an unknown path.
     pub fn record(&self, method: Option<usize>, code: Option<Code>, elapsed: Duration) {
-        let m = &self.methods[method.unwrap_or(METHODS.len()).min(METHODS.len())];
+        let unknown = self.names.len();
+        let m = &self.methods[method.unwrap_or(unknown).min(unknown)];
         m.by_code[code_index(code)].fetch_add(1, Relaxed);
         let secs = elapsed.as_secs_f64();
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
@@ -80,7 +84,7 @@ impl Metrics {
     /// The Prometheus text exposition; `sessions` are (state, count) pairs.
     pub fn render(&self, sessions: &[(&str, i64)]) -> String {
         let mut s = String::new();
-        let name = |i: usize| METHODS.get(i).map_or("unknown", |m| m.name);
+        let name = |i: usize| self.names.get(i).copied().unwrap_or("unknown");
         s.push_str("# HELP proxyplane_requests_total Requests by method and Connect code.\n");
         s.push_str("# TYPE proxyplane_requests_total counter\n");
         for (i, m) in self.methods.iter().enumerate() {

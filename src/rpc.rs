@@ -1,52 +1,18 @@
 //! The one table: method name → (who may call it, read-only or not,
-//! handler), and the synchronous path every call takes on a worker thread:
-//! authenticate, rate-limit, check the role, decode, run, encode.
+//! handler), and the steps of a call that are about the caller, not the
+//! protocol: authenticate and rate-limit, check the role, decode, run,
+//! encode. `connect` drives them around its own work (compression).
 
 use std::net::IpAddr;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use rusqlite::Transaction;
-
 use crate::api;
-use crate::auth::{self, Access, Principal};
-use crate::config::Config;
-use crate::connect::{self, Call, Codec};
-use crate::crypto::Keyring;
-use crate::error::{Error, Result};
-use crate::ids::ApiKeyId;
-use crate::metrics::Metrics;
-use crate::ratelimit::Limiter;
+use crate::auth::{self, Principal};
+use crate::codec::{self, Codec};
+use crate::ctx::{Ctx, State};
+use crate::error::{Code, Error, Result};
+use crate::role::Access;
 use crate::store;
-
-/// Everything a handler can reach, shared by all workers.
-pub struct State {
-    pub config: Config,
-    pub db: store::Pool,
-    pub keys: Keyring,
-    pub key_limiter: Limiter<ApiKeyId>,
-    pub ip_limiter: Limiter<IpAddr>,
-    pub metrics: Metrics,
-    pub last_used: auth::LastUsed,
-    pub shutting_down: AtomicBool,
-}
-
-/// One call in progress.
-pub struct Ctx<'a> {
-    pub state: &'a State,
-    pub conn: &'a mut store::Conn,
-    pub principal: Principal,
-    pub deadline: Option<Instant>,
-}
-
-impl Ctx<'_> {
-    pub fn read<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        store::read(self.conn, f)
-    }
-    pub fn write<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        store::write(self.conn, self.deadline, f)
-    }
-}
 
 type Run = fn(&mut Ctx, Codec, &[u8]) -> Result<Vec<u8>>;
 
@@ -68,9 +34,9 @@ where
     Req: prost::Message + serde::de::DeserializeOwned + Default,
     Resp: prost::Message + serde::Serialize,
 {
-    let req = connect::decode::<Req>(codec, body)?;
+    let req = codec::decode::<Req>(codec, body)?;
     let resp = f(ctx, req)?;
-    connect::encode(codec, &resp)
+    codec::encode(codec, &resp)
 }
 
 macro_rules! methods {
@@ -137,23 +103,10 @@ pub fn lookup(path: &str) -> Option<usize> {
     METHODS.iter().position(|m| m.name == name)
 }
 
-/// A finished call, ready for the edge to send.
-pub struct Reply {
-    pub body: Vec<u8>,
-    pub gzipped: bool,
-}
-
-/// Runs one call on the calling (worker) thread.
-pub fn handle(
-    state: &State,
-    method: &Method,
-    call: &Call,
-    body: &[u8],
-    peer: IpAddr,
-) -> Result<Reply> {
-    if call.deadline.is_some_and(|d| Instant::now() >= d) {
-        return Err(Error::deadline());
-    }
+/// The key a request carries, checked: an unknown or missing key is
+/// unauthenticated, and each key is rate-limited. Every authenticated
+/// endpoint (RPCs, /metrics) goes through here.
+pub fn authenticate(state: &State, authorization: Option<&str>, peer: IpAddr) -> Result<Principal> {
     // The per-IP bucket counts failed authentications only, and refuses
     // only failures: a request with a valid key is never turned away by it,
     // so one misconfigured bot behind a NAT (or on 127.0.0.1) cannot lock
@@ -163,13 +116,13 @@ pub fn handle(
         Ok(()) => e,
         Err(secs) => state.metrics.rate_limited(secs),
     };
-    let Some(secret) = auth::bearer(call.authorization.as_deref()) else {
+    let Some(secret) = auth::bearer(authorization) else {
         return Err(failed(Error::unauthenticated()));
     };
-    let mut conn = state.db.get()?;
+    let conn = state.db.get()?;
     let principal = match auth::authenticate(&conn, state.keys.master(), secret) {
         Ok(p) => p,
-        Err(e) if e.code == crate::error::Code::Unauthenticated => return Err(failed(e)),
+        Err(e) if e.code == Code::Unauthenticated => return Err(failed(e)),
         Err(e) => return Err(e),
     };
     state.last_used.record(principal.key_id, store::now_ms());
@@ -177,37 +130,41 @@ pub fn handle(
         .key_limiter
         .take(principal.key_id)
         .map_err(|secs| state.metrics.rate_limited(secs))?;
-    if !method.access.allows(principal.role) {
-        return Err(Error::denied());
-    }
-    let limit = state.config.max_body_bytes;
-    let plain;
-    let body = if call.gzip_body {
-        plain = connect::gunzip(body, limit)?;
-        &plain[..]
+    Ok(principal)
+}
+
+/// Whether the caller's role may call the method at all (its workspace
+/// is checked against the request by the handler).
+pub fn authorize(method: &Method, principal: &Principal) -> Result<()> {
+    if method.access.allows(principal.role) {
+        Ok(())
     } else {
-        body
-    };
+        Err(Error::denied())
+    }
+}
+
+/// Runs one authorized call on the calling (worker) thread: the request
+/// body (plain) in, the response body out.
+pub fn run(
+    state: &State,
+    method: &Method,
+    principal: Principal,
+    codec: Codec,
+    body: &[u8],
+    deadline: Option<Instant>,
+) -> Result<Vec<u8>> {
+    let mut conn = state.db.get()?;
     let mut ctx = Ctx {
         state,
         conn: &mut conn,
         principal,
-        deadline: call.deadline,
+        deadline,
     };
-    let out = (method.run)(&mut ctx, call.codec, body)?;
+    let out = (method.run)(&mut ctx, codec, body)?;
     // A write that ran out of time was rolled back before commit; a read
     // that finished late is refused too, so the deadline is a deadline.
-    if method.read_only && call.deadline.is_some_and(|d| Instant::now() >= d) {
+    if method.read_only && deadline.is_some_and(|d| Instant::now() >= d) {
         return Err(Error::deadline());
     }
-    if call.accept_gzip && out.len() >= connect::GZIP_MIN_BYTES {
-        return Ok(Reply {
-            body: connect::gzip(&out),
-            gzipped: true,
-        });
-    }
-    Ok(Reply {
-        body: out,
-        gzipped: false,
-    })
+    Ok(out)
 }

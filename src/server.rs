@@ -37,9 +37,11 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::connect::{self, Call, Headers, Reject};
+use crate::ctx::State;
 use crate::error::{Code, Error};
-use crate::rpc::{self, State, METHODS};
-use crate::{auth, info, store, warn};
+use crate::log::{info, warn};
+use crate::rpc::{self, METHODS};
+use crate::store;
 
 type Resp = Response<Full<Bytes>>;
 
@@ -672,7 +674,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, peer: IpAddr) -> Resp
     let path = req.uri().path().to_owned();
     match path.as_str() {
         "/healthz" => return healthz(state).await,
-        "/metrics" => return metrics(state, &req).await,
+        "/metrics" => return metrics(state, &req, peer).await,
         _ => {}
     }
     if state.shutting_down.load(Ordering::Relaxed) {
@@ -774,7 +776,7 @@ async fn call(
         // A panicking handler is a 500 for its request, not a dropped
         // connection or a dead worker.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            rpc::handle(&st, method, &call, &body, peer)
+            connect::unary(&st, method, &call, &body, peer)
         }))
         .unwrap_or_else(|_| Err(Error::internal("handler panicked")))
     });
@@ -791,7 +793,7 @@ async fn call(
             if let Some(cause) = &e.cause {
                 let id = REQUEST_IDS.fetch_add(1, Ordering::Relaxed);
                 if e.code == Code::Internal {
-                    crate::error!("request {id} {}: {cause}", method.name);
+                    crate::log::error!("request {id} {}: {cause}", method.name);
                 } else {
                     warn!("request {id} {}: {cause}", method.name);
                 }
@@ -823,18 +825,18 @@ async fn healthz(state: &Arc<State>) -> Resp {
     }
 }
 
-async fn metrics(state: &Arc<State>, req: &Request<Incoming>) -> Resp {
+async fn metrics(state: &Arc<State>, req: &Request<Incoming>, peer: IpAddr) -> Resp {
     let authz = header(req.headers(), header::AUTHORIZATION).map(str::to_owned);
     let st = state.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<String, Error> {
-        let conn = st.db.get()?;
         if st.config.metrics_require_key {
-            let secret = auth::bearer(authz.as_deref()).ok_or_else(Error::unauthenticated)?;
-            let p = auth::authenticate(&conn, st.keys.master(), secret)?;
+            // The same checks and limits as every RPC; ADMIN keys only.
+            let p = rpc::authenticate(&st, authz.as_deref(), peer)?;
             if !p.is_admin() {
                 return Err(Error::denied());
             }
         }
+        let conn = st.db.get()?;
         let counts = store::sessions::count_by_state(&conn, store::now_ms())?;
         Ok(st.metrics.render(&counts))
     })

@@ -3,12 +3,12 @@
 
 use rusqlite::Connection;
 
-use crate::auth::Role;
 use crate::crypto::{self, Keyring};
+use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::ids::{self, ApiKeyId, WorkspaceId};
 use crate::pb::v1::*;
-use crate::rpc::Ctx;
+use crate::role::Role;
 use crate::store::{self, api_keys, workspaces};
 
 /// Creates a key; returns it and its secret (shown once, stored only hashed).

@@ -7,10 +7,10 @@ use rusqlite::Connection;
 
 use crate::assign::{self, Binding, Policy, Verdict};
 use crate::crypto::Keyring;
+use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::ids::{self, AssignmentId, PoolId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
-use crate::rpc::Ctx;
 use crate::store::assignments::{self as db, AssignmentRow};
 use crate::store::pools::PoolRow;
 use crate::store::sessions::{self, SessionRow};

@@ -1,9 +1,9 @@
 //! CreatePool, GetPool, ListPools, UpdatePool, DeletePool.
 
+use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::ids::{self, PoolId};
 use crate::pb::v1::*;
-use crate::rpc::Ctx;
 use crate::store::pools::{self as db, PoolRow};
 use crate::store::{self, workspaces};
 

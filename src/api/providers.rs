@@ -6,10 +6,10 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::Keyring;
+use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::ids::{self, ProviderId, WorkspaceId};
 use crate::pb::v1::*;
-use crate::rpc::Ctx;
 use crate::store::providers::{self as db, Gateway as GatewayRow, ProviderRow};
 use crate::store::{self, sessions, workspaces};
 

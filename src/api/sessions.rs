@@ -5,10 +5,10 @@ use rand::Rng;
 use rusqlite::Connection;
 
 use crate::assign;
+use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::ids::{self, PoolId, ProviderId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
-use crate::rpc::Ctx;
 use crate::store::providers::ProviderRow;
 use crate::store::sessions::{self as db, SessionRow};
 use crate::store::{self, pools, providers, workspaces};

@@ -4,10 +4,10 @@
 use rusqlite::Connection;
 
 use crate::crypto::Keyring;
+use crate::ctx::Ctx;
 use crate::error::{Error, Result};
 use crate::ids::{self, WorkspaceId};
 use crate::pb::v1::*;
-use crate::rpc::Ctx;
 use crate::store::{self, workspaces};
 
 use super::check_name;

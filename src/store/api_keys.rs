@@ -2,10 +2,10 @@
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::auth::Role;
 use crate::error::Result;
 use crate::ids::{ApiKeyId, WorkspaceId};
 use crate::pb::{v1, Timestamp};
+use crate::role::Role;
 
 use super::{after, page, Page};
 
