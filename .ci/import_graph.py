@@ -1,35 +1,54 @@
-import re, os, sys, itertools
-root='src'
-mods={}
-for dp,_,fs in os.walk(root):
-    for f in fs:
-        if not f.endswith('.rs'): continue
-        p=os.path.join(dp,f); rel=os.path.relpath(p,root)
-        top=rel.split('/')[0].replace('.rs','')
-        if top=='main': continue
-        text=open(p).read()
-        # strip test modules
-        i=text.find('#[cfg(test)]')
-        if i>=0: text=text[:i]
-        uses=set(re.findall(r'crate::([a-z_]+)', text))
-        if top in ('api','store'):
-            uses|=set()  # submodules referencing super
-        mods.setdefault(top,set()).update(u for u in uses if u!=top)
-# find cycles
-import collections
-def cycles():
-    res=[]
-    for a in mods:
-        for b in mods[a]:
-            if b in mods and a in reach(b): res.append((a,b))
-    return res
-def reach(s):
-    seen=set([s]); st=[s]
-    while st:
-        x=st.pop()
-        for y in mods.get(x,()):
-            if y not in seen: seen.add(y); st.append(y)
+"""Prints the module import graph of src/ (top-level modules; api/* and
+store/* count as one each; test modules left out) and exits 1 if it has a
+cycle. The layers read: server -> connect -> rpc -> api -> store."""
+
+import os
+import re
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+
+
+def graph():
+    mods = {}
+    for dirpath, _, files in os.walk(ROOT):
+        for f in files:
+            if not f.endswith(".rs"):
+                continue
+            path = os.path.join(dirpath, f)
+            top = os.path.relpath(path, ROOT).split(os.sep)[0].removesuffix(".rs")
+            if top == "main":
+                continue
+            text = open(path).read()
+            cut = text.find("#[cfg(test)]")
+            if cut >= 0:
+                text = text[:cut]
+            uses = set(re.findall(r"crate::([a-z_]+)", text)) - {top}
+            mods.setdefault(top, set()).update(uses)
+    return mods
+
+
+def reachable(mods, start):
+    seen, stack = {start}, [start]
+    while stack:
+        for nxt in mods.get(stack.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
     return seen
-for m in sorted(mods): print(m,'->',' '.join(sorted(mods[m])))
-c=cycles()
-print('cycles:', c if c else 'none')
+
+
+def main():
+    mods = graph()
+    for m in sorted(mods):
+        print(f"{m} -> {' '.join(sorted(mods[m]))}")
+    cycles = sorted({tuple(sorted((a, b))) for a in mods for b in mods[a]
+                     if b in mods and a in reachable(mods, b)})
+    if cycles:
+        print(f"import cycles between: {cycles}")
+        sys.exit(1)
+    print("import graph: no cycles")
+
+
+if __name__ == "__main__":
+    main()
