@@ -45,7 +45,7 @@ def main():
     cycles = sorted({tuple(sorted((a, b))) for a in mods for b in mods[a]
                      if b in mods and a in reachable(mods, b)})
     if cycles:
-        print(f"import cycles between: {cycles}")
+        print(f"import cycles between: {cycles}", file=sys.stderr)
         sys.exit(1)
     print("import graph: no cycles")
 
