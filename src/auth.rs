@@ -10,6 +10,7 @@ use crate::crypto::MasterKey;
 use crate::error::{Error, Result};
 use crate::ids::{ApiKeyId, WorkspaceId};
 use crate::role::Role;
+use crate::scope::Scope;
 use crate::store;
 
 #[derive(Debug, Clone, Copy)]
@@ -25,14 +26,27 @@ impl Principal {
         self.role == Role::Admin
     }
 
-    /// The workspace a request names, if this key may act on it: ADMIN keys
-    /// on any, others on their own only (permission_denied otherwise).
-    pub fn scope(&self, workspace_id: &[u8]) -> Result<WorkspaceId> {
-        let ws = WorkspaceId::parse(workspace_id)?;
-        if self.is_admin() || self.workspace == Some(ws) {
-            Ok(ws)
-        } else {
-            Err(Error::denied())
+    /// The workspace a request acts on, if this key may act there: ADMIN
+    /// keys anywhere, others in their own workspace only (permission_denied
+    /// otherwise). None for instance-wide requests and the ADMIN keys.
+    pub fn check(&self, scope: Scope<'_>) -> Result<Option<WorkspaceId>> {
+        match scope {
+            Scope::Instance => Ok(None),
+            Scope::WorkspaceOrAdminKeys([]) => {
+                if self.is_admin() {
+                    Ok(None)
+                } else {
+                    Err(Error::denied())
+                }
+            }
+            Scope::Workspace(w) | Scope::WorkspaceOrAdminKeys(w) => {
+                let ws = WorkspaceId::parse(w)?;
+                if self.is_admin() || self.workspace == Some(ws) {
+                    Ok(Some(ws))
+                } else {
+                    Err(Error::denied())
+                }
+            }
         }
     }
 }

@@ -11,8 +11,8 @@ use rusqlite::Transaction;
 use crate::auth::{LastUsed, Principal};
 use crate::config::Config;
 use crate::crypto::Keyring;
-use crate::error::Result;
-use crate::ids::ApiKeyId;
+use crate::error::{Error, Result};
+use crate::ids::{ApiKeyId, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
 use crate::store;
@@ -34,10 +34,20 @@ pub struct Ctx<'a> {
     pub state: &'a State,
     pub conn: &'a mut store::Conn,
     pub principal: Principal,
+    /// The workspace the request acts on, checked against the key before
+    /// the handler runs (`scope::Scoped`); None for instance-wide requests.
+    pub workspace: Option<WorkspaceId>,
     pub deadline: Option<Instant>,
 }
 
 impl Ctx<'_> {
+    /// The checked workspace of a workspace-scoped request.
+    pub fn ws(&self) -> Result<WorkspaceId> {
+        self.workspace.ok_or_else(|| {
+            Error::internal("a handler asked for the workspace of an instance-wide request")
+        })
+    }
+
     pub fn read<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
         store::read(self.conn, f)
     }

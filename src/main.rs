@@ -19,6 +19,7 @@ mod pb;
 mod ratelimit;
 mod role;
 mod rpc;
+mod scope;
 mod server;
 mod store;
 

@@ -12,6 +12,7 @@ use crate::codec::{self, Codec};
 use crate::ctx::{Ctx, State};
 use crate::error::{Code, Error, Result};
 use crate::role::Access;
+use crate::scope::Scoped;
 use crate::store;
 
 type Run = fn(&mut Ctx, Codec, &[u8]) -> Result<Vec<u8>>;
@@ -31,10 +32,12 @@ fn typed<Req, Resp>(
     f: fn(&mut Ctx, Req) -> Result<Resp>,
 ) -> Result<Vec<u8>>
 where
-    Req: prost::Message + serde::de::DeserializeOwned + Default,
+    Req: prost::Message + serde::de::DeserializeOwned + Default + Scoped,
     Resp: prost::Message + serde::Serialize,
 {
     let req = codec::decode::<Req>(codec, body)?;
+    // The tenant check, once for every method.
+    ctx.workspace = ctx.principal.check(req.scope())?;
     let resp = f(ctx, req)?;
     codec::encode(codec, &resp)
 }
@@ -158,6 +161,7 @@ pub fn run(
         state,
         conn: &mut conn,
         principal,
+        workspace: None,
         deadline,
     };
     let out = (method.run)(&mut ctx, codec, body)?;

@@ -47,19 +47,18 @@ pub fn create(ctx: &mut Ctx, req: CreateApiKeyRequest) -> Result<CreateApiKeyRes
             "name must be at most 200 characters, without control characters.",
         ));
     }
-    let ws = if role == Role::Admin {
-        if !req.workspace_id.is_empty() {
+    // Scope checked already: None is the ADMIN keys (ADMIN callers only).
+    let ws = ctx.workspace;
+    match (role, ws) {
+        (Role::Admin, Some(_)) => {
             return Err(Error::invalid(
                 "ADMIN keys belong to no workspace; leave workspace_id empty.",
-            ));
+            ))
         }
-        if !ctx.principal.is_admin() {
-            return Err(Error::denied());
-        }
-        None
-    } else {
-        Some(ctx.principal.scope(&req.workspace_id)?)
-    };
+        (Role::Admin, None) if !ctx.principal.is_admin() => return Err(Error::denied()),
+        (Role::Admin, None) | (_, Some(_)) => {}
+        (_, None) => return Err(Error::invalid("workspace_id is required.")),
+    }
     let name = if req.name.is_empty() {
         format!("{} key", role.name().to_lowercase())
     } else {
@@ -80,21 +79,9 @@ pub fn create(ctx: &mut Ctx, req: CreateApiKeyRequest) -> Result<CreateApiKeyRes
     })
 }
 
-/// The workspace a key request names: empty means the ADMIN keys, which
-/// only ADMIN may list or revoke; for any other key that is a request
-/// beyond its reach (permission_denied), like naming another workspace.
-fn key_scope(ctx: &Ctx, workspace_id: &[u8]) -> Result<Option<WorkspaceId>> {
-    if workspace_id.is_empty() {
-        if ctx.principal.is_admin() {
-            return Ok(None);
-        }
-        return Err(Error::denied());
-    }
-    ctx.principal.scope(workspace_id).map(Some)
-}
-
 pub fn list(ctx: &mut Ctx, req: ListApiKeysRequest) -> Result<ListApiKeysResponse> {
-    let ws = key_scope(ctx, &req.workspace_id)?;
+    // None is the ADMIN keys (scope checked: ADMIN callers only).
+    let ws = ctx.workspace;
     let size = ids::page_size(req.page_size)?;
     // `None` is the ADMIN keys: their cursors are bound to the ADMIN scope.
     let list = crate::cursor::List::new("ListApiKeys", ws);
@@ -118,7 +105,8 @@ pub fn list(ctx: &mut Ctx, req: ListApiKeysRequest) -> Result<ListApiKeysRespons
 }
 
 pub fn revoke(ctx: &mut Ctx, req: RevokeApiKeyRequest) -> Result<RevokeApiKeyResponse> {
-    let ws = key_scope(ctx, &req.workspace_id)?;
+    // None is the ADMIN keys (scope checked: ADMIN callers only).
+    let ws = ctx.workspace;
     let id = ApiKeyId::parse(&req.api_key_id)?;
     let key = ctx.write(|tx| {
         if api_keys::workspace_of(tx, id)? != Some(ws) {

@@ -105,7 +105,7 @@ fn bump(a: &mut AssignmentRow, now: i64) {
 }
 
 pub fn create(ctx: &mut Ctx, req: CreateAssignmentRequest) -> Result<CreateAssignmentResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let pool = PoolId::parse(&req.pool_id)?;
     check_account(&req.account_name)?;
     let explicit = SessionId::parse_optional(&req.session_id)?;
@@ -148,7 +148,7 @@ pub fn create(ctx: &mut Ctx, req: CreateAssignmentRequest) -> Result<CreateAssig
 }
 
 pub fn get(ctx: &mut Ctx, req: GetAssignmentRequest) -> Result<GetAssignmentResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = AssignmentId::parse(&req.assignment_id)?;
     let row = ctx
         .read(|tx| db::get(tx, ws, id))?
@@ -159,7 +159,7 @@ pub fn get(ctx: &mut Ctx, req: GetAssignmentRequest) -> Result<GetAssignmentResp
 }
 
 pub fn list(ctx: &mut Ctx, req: ListAssignmentsRequest) -> Result<ListAssignmentsResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let filter = db::Filter {
         pool: PoolId::parse_optional(&req.pool_id)?,
         session: SessionId::parse_optional(&req.session_id)?,
@@ -200,7 +200,7 @@ pub fn list(ctx: &mut Ctx, req: ListAssignmentsRequest) -> Result<ListAssignment
 }
 
 pub fn update(ctx: &mut Ctx, req: UpdateAssignmentRequest) -> Result<UpdateAssignmentResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = AssignmentId::parse(&req.assignment_id)?;
     let target = req
         .session_id
@@ -233,7 +233,7 @@ pub fn update(ctx: &mut Ctx, req: UpdateAssignmentRequest) -> Result<UpdateAssig
 }
 
 pub fn rebind(ctx: &mut Ctx, req: RebindAssignmentRequest) -> Result<RebindAssignmentResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = AssignmentId::parse(&req.assignment_id)?;
     let row = ctx.write(|tx| {
         // Under the write lock: bound_at and updated_at follow commit order.
@@ -261,7 +261,7 @@ pub fn rebind(ctx: &mut Ctx, req: RebindAssignmentRequest) -> Result<RebindAssig
 }
 
 pub fn delete(ctx: &mut Ctx, req: DeleteAssignmentRequest) -> Result<DeleteAssignmentResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = AssignmentId::parse(&req.assignment_id)?;
     ctx.write(|tx| {
         db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("assignment"))?;
@@ -446,7 +446,7 @@ fn proxy_for(tx: &Connection, keys: &Keyring, ws: WorkspaceId, s: &SessionRow) -
 }
 
 pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let pool = PoolId::parse(&req.pool_id)?;
     check_account(&req.account_name)?;
     let account = req.account_name.as_str();

@@ -27,7 +27,7 @@ fn check_threshold(v: Option<i32>) -> Result<Option<i32>> {
 }
 
 pub fn create(ctx: &mut Ctx, req: CreatePoolRequest) -> Result<CreatePoolResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     check_name("name", &req.name)?;
     let rotation = req.rotation.unwrap_or_default();
     let interval = non_negative("rotation.interval_seconds", rotation.interval_seconds)?;
@@ -60,7 +60,7 @@ pub fn create(ctx: &mut Ctx, req: CreatePoolRequest) -> Result<CreatePoolRespons
 }
 
 pub fn get(ctx: &mut Ctx, req: GetPoolRequest) -> Result<GetPoolResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = PoolId::parse(&req.pool_id)?;
     let row = ctx
         .read(|tx| db::get(tx, ws, id))?
@@ -71,7 +71,7 @@ pub fn get(ctx: &mut Ctx, req: GetPoolRequest) -> Result<GetPoolResponse> {
 }
 
 pub fn list(ctx: &mut Ctx, req: ListPoolsRequest) -> Result<ListPoolsResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let size = ids::page_size(req.page_size)?;
     let list = crate::cursor::List::new("ListPools", Some(ws));
     let after = list.decode(&ctx.state.keys, &req.cursor)?;
@@ -88,7 +88,7 @@ pub fn list(ctx: &mut Ctx, req: ListPoolsRequest) -> Result<ListPoolsResponse> {
 }
 
 pub fn update(ctx: &mut Ctx, req: UpdatePoolRequest) -> Result<UpdatePoolResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = PoolId::parse(&req.pool_id)?;
     if let Some(n) = &req.name {
         check_name("name", n)?;
@@ -123,7 +123,7 @@ pub fn update(ctx: &mut Ctx, req: UpdatePoolRequest) -> Result<UpdatePoolRespons
 }
 
 pub fn delete(ctx: &mut Ctx, req: DeletePoolRequest) -> Result<DeletePoolResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = PoolId::parse(&req.pool_id)?;
     ctx.write(|tx| {
         db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("pool"))?;

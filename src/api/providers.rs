@@ -129,7 +129,7 @@ pub fn open_credentials(
 }
 
 pub fn connect(ctx: &mut Ctx, req: ConnectProviderRequest) -> Result<ConnectProviderResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     check_type(req.r#type)?;
     check_name("name", &req.name)?;
     if let Some(c) = &req.credentials {
@@ -173,7 +173,7 @@ pub fn connect(ctx: &mut Ctx, req: ConnectProviderRequest) -> Result<ConnectProv
 }
 
 pub fn get(ctx: &mut Ctx, req: GetProviderRequest) -> Result<GetProviderResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = ProviderId::parse(&req.provider_id)?;
     let row = ctx
         .read(|tx| db::get(tx, ws, id))?
@@ -184,7 +184,7 @@ pub fn get(ctx: &mut Ctx, req: GetProviderRequest) -> Result<GetProviderResponse
 }
 
 pub fn list(ctx: &mut Ctx, req: ListProvidersRequest) -> Result<ListProvidersResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let size = ids::page_size(req.page_size)?;
     let list = crate::cursor::List::new("ListProviders", Some(ws));
     let after = list.decode(&ctx.state.keys, &req.cursor)?;
@@ -201,7 +201,7 @@ pub fn list(ctx: &mut Ctx, req: ListProvidersRequest) -> Result<ListProvidersRes
 }
 
 pub fn update(ctx: &mut Ctx, req: UpdateProviderRequest) -> Result<UpdateProviderResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = ProviderId::parse(&req.provider_id)?;
     if let Some(n) = &req.name {
         check_name("name", n)?;
@@ -240,7 +240,7 @@ pub fn disconnect(
     ctx: &mut Ctx,
     req: DisconnectProviderRequest,
 ) -> Result<DisconnectProviderResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = ProviderId::parse(&req.provider_id)?;
     ctx.write(|tx| {
         db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("provider"))?;
@@ -256,9 +256,9 @@ pub fn disconnect(
 
 pub fn rotate_workspace_key(
     ctx: &mut Ctx,
-    req: RotateWorkspaceKeyRequest,
+    _req: RotateWorkspaceKeyRequest,
 ) -> Result<RotateWorkspaceKeyResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let keys = &ctx.state.keys;
     let (previous, new) = ctx.write(|tx| {
         let previous =

@@ -227,7 +227,7 @@ fn insert(
 }
 
 pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let pool = PoolId::parse(&req.pool_id)?;
     let provider = ProviderId::parse(&req.provider_id)?;
     let spec = check_spec(
@@ -268,7 +268,7 @@ pub fn bulk_create(
     ctx: &mut Ctx,
     req: BulkCreateSessionsRequest,
 ) -> Result<BulkCreateSessionsResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let pool = PoolId::parse(&req.pool_id)?;
     let provider = ProviderId::parse(&req.provider_id)?;
     let max = ctx.state.config.max_bulk_items;
@@ -325,7 +325,7 @@ pub fn bulk_create(
 }
 
 pub fn get(ctx: &mut Ctx, req: GetSessionRequest) -> Result<GetSessionResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = SessionId::parse(&req.session_id)?;
     let row = ctx
         .read(|tx| db::get(tx, ws, id))?
@@ -338,7 +338,7 @@ pub fn get(ctx: &mut Ctx, req: GetSessionRequest) -> Result<GetSessionResponse> 
 pub const MAX_BATCH: usize = 1000;
 
 pub fn batch_get(ctx: &mut Ctx, req: BatchGetSessionsRequest) -> Result<BatchGetSessionsResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     if req.session_ids.len() > MAX_BATCH {
         return Err(Error::invalid(format!(
             "session_ids may hold at most {MAX_BATCH} ids."
@@ -368,7 +368,7 @@ pub fn batch_get(ctx: &mut Ctx, req: BatchGetSessionsRequest) -> Result<BatchGet
 }
 
 pub fn list(ctx: &mut Ctx, req: ListSessionsRequest) -> Result<ListSessionsResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let pool = PoolId::parse_optional(&req.pool_id)?;
     let size = ids::page_size(req.page_size)?;
     let list = crate::cursor::List::new("ListSessions", Some(ws))
@@ -389,7 +389,7 @@ pub fn list(ctx: &mut Ctx, req: ListSessionsRequest) -> Result<ListSessionsRespo
 }
 
 pub fn update(ctx: &mut Ctx, req: UpdateSessionRequest) -> Result<UpdateSessionResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = SessionId::parse(&req.session_id)?;
     let scheme = req.scheme.as_deref().map(|s| {
         if s.is_empty() {
@@ -453,7 +453,7 @@ pub fn update(ctx: &mut Ctx, req: UpdateSessionRequest) -> Result<UpdateSessionR
 }
 
 pub fn delete(ctx: &mut Ctx, req: DeleteSessionRequest) -> Result<DeleteSessionResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = SessionId::parse(&req.session_id)?;
     ctx.write(|tx| {
         db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("session"))?;
@@ -466,7 +466,7 @@ pub fn report_result(
     ctx: &mut Ctx,
     req: ReportSessionResultRequest,
 ) -> Result<ReportSessionResultResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     let id = SessionId::parse(&req.session_id)?;
     if req.reason.chars().count() > 500 {
         return Err(Error::invalid("reason must be at most 500 characters."));

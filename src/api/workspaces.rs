@@ -31,8 +31,8 @@ pub fn create(ctx: &mut Ctx, req: CreateWorkspaceRequest) -> Result<CreateWorksp
     })
 }
 
-pub fn get(ctx: &mut Ctx, req: GetWorkspaceRequest) -> Result<GetWorkspaceResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+pub fn get(ctx: &mut Ctx, _req: GetWorkspaceRequest) -> Result<GetWorkspaceResponse> {
+    let ws = ctx.ws()?;
     let workspace = ctx.read(|tx| workspaces::get(tx, ws))?;
     Ok(GetWorkspaceResponse {
         workspace: Some(workspace.ok_or_else(|| Error::not_found("workspace"))?),
@@ -58,7 +58,7 @@ pub fn list(ctx: &mut Ctx, req: ListWorkspacesRequest) -> Result<ListWorkspacesR
 }
 
 pub fn update(ctx: &mut Ctx, req: UpdateWorkspaceRequest) -> Result<UpdateWorkspaceResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+    let ws = ctx.ws()?;
     if let Some(n) = &req.name {
         check_name("name", n)?;
     }
@@ -78,8 +78,8 @@ pub fn update(ctx: &mut Ctx, req: UpdateWorkspaceRequest) -> Result<UpdateWorksp
     })
 }
 
-pub fn delete(ctx: &mut Ctx, req: DeleteWorkspaceRequest) -> Result<DeleteWorkspaceResponse> {
-    let ws = ctx.principal.scope(&req.workspace_id)?;
+pub fn delete(ctx: &mut Ctx, _req: DeleteWorkspaceRequest) -> Result<DeleteWorkspaceResponse> {
+    let ws = ctx.ws()?;
     if !ctx.write(|tx| workspaces::delete(tx, ws))? {
         return Err(Error::not_found("workspace"));
     }

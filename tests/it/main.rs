@@ -26,5 +26,6 @@ mod ratelimit;
 mod roles;
 mod seeds;
 mod shutdown;
+mod tenancy;
 mod upgrade;
 mod validation;
