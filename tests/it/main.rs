@@ -23,3 +23,4 @@ mod ratelimit;
 mod roles;
 mod seeds;
 mod shutdown;
+mod startup;
