@@ -26,6 +26,14 @@ pub fn backup(config: &Config, file: &Path) -> Result<ExitCode, String> {
             file.display()
         ));
     }
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(format!(
+                "the directory {} for the backup does not exist",
+                dir.display()
+            ));
+        }
+    }
     let tmp = temp_beside(file, "partial")?;
     let show = std::io::stderr().is_terminal();
     let mut shown = None;

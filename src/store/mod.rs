@@ -119,10 +119,12 @@ pub fn open(
             Some(v) if v > SCHEMA_VERSION => {
                 return Err(format!("database {}: {}", path.display(), newer_schema(v)))
             }
-            Some(0) if if_missing == IfMissing::Refuse => return Err(format!(
+            Some(0) if if_missing == IfMissing::Refuse => {
+                return Err(format!(
                 "{} holds no proxyplane schema; `proxyplane serve` creates one on its first start",
                 path.display()
-            )),
+            ))
+            }
             _ => {}
         }
     }
@@ -133,6 +135,12 @@ pub fn open(
     {
         let mut c = Connection::open_with_flags(path, flags)
             .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
+        // SQLite falls back to read-only without a word when it may not
+        // write the file; in WAL mode the next step would then fail with
+        // "unable to open database file".
+        if c.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(read_only(path, "SQLite could open it for reading only"));
+        }
         configure(&c, sync)
             .map_err(|e| format!("cannot configure database {}: {e}", path.display()))?;
         migrate(&mut c).map_err(|e| format!("database {}: {e}", path.display()))?;
@@ -171,17 +179,19 @@ fn migrate(c: &mut Connection) -> Result<(), String> {
     tx.commit().map_err(|e| e.to_string())
 }
 
+fn read_only(path: &Path, why: &str) -> String {
+    format!(
+        "the database {} is read-only ({why}); proxyplane must write it and the -wal/-shm files beside it: make the data dir writable (mount, permissions, disk space)",
+        path.display()
+    )
+}
+
 /// Proves at start-up that the database takes writes. On a read-only file
 /// system (or file) SQLite opens the database read-only without a word, and
 /// the server would answer /healthz and fail every write with a 500. The
 /// probe commits a real write: the start time in `meta`.
 pub fn check_writable(c: &mut Connection, path: &Path) -> Result<(), String> {
-    let refuse = |why: String| {
-        format!(
-            "the database {} is read-only ({why}); proxyplane must write it and the -wal/-shm files beside it: make the data dir writable (mount, permissions, disk space)",
-            path.display()
-        )
-    };
+    let refuse = |why: String| read_only(path, &why);
     if c.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
         return Err(refuse("SQLite could open it for reading only".into()));
     }
