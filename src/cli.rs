@@ -35,10 +35,20 @@ pub enum Command {
     /// Manage workspaces offline.
     #[command(subcommand)]
     Workspaces(WorkspacesCommand),
-    /// Write a consistent copy of the database while the server runs.
+    /// Write a consistent copy of the database while the server runs (the
+    /// master key is not in it: keep master.key beside the backup).
     Backup {
         /// Destination file (must not exist).
         file: PathBuf,
+    },
+    /// Put a backup in place as the data dir's database, after checking its
+    /// integrity and that the master key opens it. Stop the server first.
+    Restore {
+        /// A file written by `proxyplane backup`.
+        file: PathBuf,
+        /// Replace a database that is there already.
+        #[arg(long)]
+        force: bool,
     },
     /// Validate the config, the database's integrity and the master key.
     Check,

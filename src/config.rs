@@ -29,6 +29,7 @@ pub struct Config {
     pub metrics_require_key: bool,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
+    pub synchronous: Synchronous,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,6 +44,24 @@ pub enum LogLevel {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// SQLite's `synchronous` in WAL mode: NORMAL may lose the last commits on
+/// power loss or an OS crash (never integrity); FULL syncs every commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+impl Synchronous {
+    /// The setting's name, as in the config and `PRAGMA synchronous`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "normal",
+            Synchronous::Full => "full",
+        }
+    }
 }
 
 /// Every key, its default (as TOML) and what it means: the one list that
@@ -67,6 +86,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("metrics_require_key", "false"),
     ("log_level", "\"info\""),
     ("log_format", "\"text\""),
+    ("synchronous", "\"normal\""),
 ];
 
 /// Where a value came from, for error messages.
@@ -233,6 +253,16 @@ pub fn load(o: &Overrides, env: &BTreeMap<String, String>) -> Result<Config, Str
             ))
         }
     };
+    let synchronous = match string("synchronous")?.as_str() {
+        "normal" => Synchronous::Normal,
+        "full" => Synchronous::Full,
+        other => {
+            return Err(format!(
+                "synchronous (from {}) must be \"normal\" or \"full\"; got {other:?}",
+                get("synchronous").1
+            ))
+        }
+    };
     Ok(Config {
         listen,
         data_dir,
@@ -253,6 +283,7 @@ pub fn load(o: &Overrides, env: &BTreeMap<String, String>) -> Result<Config, Str
         metrics_require_key: boolean("metrics_require_key")?,
         log_level,
         log_format,
+        synchronous,
     })
 }
 
@@ -344,6 +375,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("127.0.0.1:8080"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod synchronous {
+    use super::*;
+
+    #[test]
+    fn synchronous_is_normal_by_default_and_full_from_env_or_file() {
+        let none = BTreeMap::new();
+        let c = load(&Overrides::default(), &none).unwrap();
+        assert_eq!(c.synchronous, Synchronous::Normal);
+        let env: BTreeMap<String, String> =
+            [("PROXYPLANE_SYNCHRONOUS".to_string(), "full".to_string())].into();
+        assert_eq!(
+            load(&Overrides::default(), &env).unwrap().synchronous,
+            Synchronous::Full
+        );
+        let dir = std::env::temp_dir().join(format!("pp-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "synchronous = \"full\"\n").unwrap();
+        let o = Overrides {
+            config_file: Some(file.clone()),
+            flags: Vec::new(),
+        };
+        let c = load(&o, &none);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(c.unwrap().synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn a_bad_synchronous_value_names_the_key_and_the_choices() {
+        for bad in ["FULL", "off", "extra", ""] {
+            let env: BTreeMap<String, String> =
+                [("PROXYPLANE_SYNCHRONOUS".to_string(), bad.to_string())].into();
+            let e = load(&Overrides::default(), &env).unwrap_err();
+            assert!(
+                e.contains("synchronous")
+                    && e.contains("PROXYPLANE_SYNCHRONOUS")
+                    && e.contains("\"normal\" or \"full\""),
+                "{e}"
+            );
+        }
     }
 }
 

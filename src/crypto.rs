@@ -94,6 +94,7 @@ impl MasterKey {
                 )?;
             return Self::from_bytes(&bytes);
         }
+        refuse_loose_permissions(path)?;
         match std::fs::read_to_string(path) {
             Ok(text) => {
                 let bytes = STANDARD
@@ -139,6 +140,25 @@ impl MasterKey {
         }
         out
     }
+}
+
+/// Refuses a master key file that group or others may read or write: the
+/// key opens every sealed secret, so a copy readable by another account is a
+/// leak waiting to happen. A missing file is left to the caller.
+fn refuse_loose_permissions(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "master key file {} is open to group or others (mode {mode:03o}); run `chmod 600 {}` (or give the key in PROXYPLANE_MASTER_KEY)",
+            path.display(),
+            path.display()
+        ));
+    }
+    Ok(())
 }
 
 /// Writes a file readable by its owner only.

@@ -4,6 +4,7 @@
 mod api;
 mod assign;
 mod auth;
+mod backup;
 mod cli;
 mod codec;
 mod config;
@@ -38,12 +39,13 @@ use crate::crypto::{Keyring, MasterKey};
 use crate::ids::{ApiKeyId, WorkspaceId};
 use crate::log::{info, warn};
 
+use crate::role::Role;
+use crate::store::IfMissing;
+
 /// mimalloc instead of glibc malloc: ~9k fewer instructions per sticky
 /// ResolveProxy (about 50 allocations each), measured with bench/instructions.sh.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-use crate::role::Role;
 
 fn main() -> ExitCode {
     match run() {
@@ -75,42 +77,47 @@ fn run() -> Result<ExitCode, String> {
     match cli.command {
         Command::Serve { .. } => serve(config, master_env),
         Command::Check => check(&config, master_env),
-        Command::Backup { file } => {
-            let (pool, _) = open(&config, master_env)?;
-            let conn = pool.get().map_err(|e| e.to_string())?;
-            if file.exists() {
-                return Err(format!(
-                    "{} exists already; choose a new file",
-                    file.display()
-                ));
-            }
-            conn.backup(rusqlite::MAIN_DB, &file, None)
-                .map_err(|e| format!("backup to {} failed: {e}", file.display()))?;
-            println!("{}", file.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Backup { file } => backup::backup(&config, &file),
+        Command::Restore { file, force } => backup::restore(&config, master_env, &file, force),
         Command::Keys(k) => keys(&config, master_env, k),
         Command::Workspaces(w) => workspaces(&config, master_env, w),
     }
 }
 
-/// Opens the data dir, the database and the master key (creating what a
-/// first start needs) and checks that the key belongs to the database.
-fn open(config: &Config, master_env: Option<&str>) -> Result<(store::Pool, Keyring), String> {
-    create_data_dir(&config.data_dir)?;
+/// Opens the database and the master key and checks that the key belongs
+/// to the database. Only `serve` (`IfMissing::Create`) makes what a first
+/// start needs (data dir, database, master key); every other command
+/// refuses a missing one with a sentence.
+fn open(
+    config: &Config,
+    master_env: Option<&str>,
+    if_missing: IfMissing,
+) -> Result<(store::Pool, Keyring), String> {
+    let db = config::db_path(&config.data_dir);
+    if if_missing == IfMissing::Create {
+        create_data_dir(&config.data_dir)?;
+    }
     let pool = store::open(
-        &config::db_path(&config.data_dir),
+        &db,
         config.workers as u32 + 2,
+        config.synchronous,
+        if_missing,
     )?;
     let conn = pool.get().map_err(|e| format!("database: {e}"))?;
     let check = store::meta_get(&conn, "master_check").map_err(|e| format!("database: {e}"))?;
+    if check.is_none() && if_missing == IfMissing::Refuse {
+        return Err(format!(
+            "{} was never fully started (it has no master key check yet); run `proxyplane serve` once",
+            db.display()
+        ));
+    }
     let master = MasterKey::load(&config.master_key_file, master_env, check.is_none())?;
     match check {
         Some(c) if !master.verifies(&c) => {
             return Err(format!(
                 "the master key ({}) does not match this database ({}); start with the key it was created with",
                 master_env.map_or_else(|| config.master_key_file.display().to_string(), |_| "PROXYPLANE_MASTER_KEY".into()),
-                config::db_path(&config.data_dir).display()
+                db.display()
             ))
         }
         Some(_) => {}
@@ -119,6 +126,20 @@ fn open(config: &Config, master_env: Option<&str>) -> Result<(store::Pool, Keyri
     }
     drop(conn);
     Ok((pool, Keyring::new(master)))
+}
+
+/// Writes the first ADMIN key's secret to `path` through a synced temp file
+/// and a rename: `path` is whole or absent, never half written.
+fn write_admin_key(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
+    let tmp = path.with_file_name("admin.key.tmp");
+    let _ = std::fs::remove_file(&tmp);
+    crypto::write_private(&tmp, format!("{secret}\n").as_bytes())?;
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
 }
 
 fn create_data_dir(dir: &std::path::Path) -> Result<(), String> {
@@ -134,19 +155,37 @@ fn create_data_dir(dir: &std::path::Path) -> Result<(), String> {
 }
 
 fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
-    let (pool, keyring) = open(&config, master_env)?;
+    let (pool, keyring) = open(&config, master_env, IfMissing::Create)?;
     {
         let mut conn = pool.get().map_err(|e| e.to_string())?;
+        store::check_writable(&mut conn, &config::db_path(&config.data_dir))?;
         let empty = store::api_keys::count(&conn).map_err(|e| e.to_string())? == 0;
         if empty {
-            let (_, secret) = store::write(&mut conn, None, |tx| {
-                api::api_keys::create_key(tx, &keyring, None, "admin (first start)", Role::Admin)
-            })
-            .map_err(|e| format!("creating the first admin key: {e}"))?;
             let path = config.data_dir.join("admin.key");
-            let _ = std::fs::remove_file(&path);
-            crypto::write_private(&path, format!("{secret}\n").as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            let mut file_error = None;
+            store::write(&mut conn, None, |tx| {
+                let (_, secret) = api::api_keys::create_key(
+                    tx,
+                    &keyring,
+                    None,
+                    "admin (first start)",
+                    Role::Admin,
+                )?;
+                // The file is on disk before the key's row commits: a crash
+                // or a failed write in between leaves no key at all, and the
+                // next start makes one again. Committing first left an
+                // instance whose only key nobody had.
+                write_admin_key(&path, &secret).map_err(|e| {
+                    let m = format!("cannot write {}: {e}", path.display());
+                    file_error = Some(m.clone());
+                    error::Error::internal(m)
+                })
+            })
+            .map_err(|e| {
+                file_error
+                    .take()
+                    .unwrap_or_else(|| format!("creating the first admin key: {e}"))
+            })?;
             info!(
                 "empty database: created an ADMIN key and wrote it to {}",
                 path.display()
@@ -180,34 +219,55 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
         keys: keyring,
         config,
     });
-    {
-        // Writes keys' last use in batches, off the request path.
+    // Writes keys' last use in batches, off the request path, until told to
+    // stop (it must not outlive serve: its State holds the connection pool,
+    // and the WAL is removed when the last connection closes).
+    let (stop_flusher, stopped) = std::sync::mpsc::channel::<()>();
+    let flusher = {
         let st = state.clone();
         std::thread::Builder::new()
             .name("proxyplane-last-used".into())
-            .spawn(move || loop {
-                std::thread::sleep(auth::FLUSH_EVERY);
-                if let Err(e) = st.last_used.flush(&st.db, Duration::from_secs(1)) {
-                    warn!("could not record API keys' last use (will retry): {e}");
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(auth::FLUSH_EVERY)
+                {
+                    if let Err(e) = st.last_used.flush(&st.db, Duration::from_secs(1)) {
+                        warn!("could not record API keys' last use (will retry): {e}");
+                    }
                 }
             })
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
+            .map_err(|e| format!("cannot start a thread: {e}"))?
+    };
+    let served = server::run(state.clone(), listener);
+    drop(stop_flusher);
+    if flusher.join().is_err() {
+        warn!("the last-use writer stopped with a panic");
     }
-    server::run(state.clone(), listener)?;
+    served?;
     if let Err(e) = state.last_used.flush(&state.db, store::BUSY_TIMEOUT) {
         warn!("could not record API keys' last use at shutdown: {e}");
     }
-    // Checkpoint the WAL so the file is whole on its own after a clean stop.
+    // Copy the WAL into the database file, but never wait: another process
+    // may hold a read transaction for good (Litestream does), and a
+    // TRUNCATE checkpoint waited out the 5 s busy timeout for it. PASSIVE
+    // copies what no reader needs; closing the pool's connections then
+    // removes the WAL when no other process has the database open.
     if let Ok(c) = state.db.get() {
-        let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+        let busy = c
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(0))
+            .unwrap_or(1);
+        if busy != 0 {
+            info!("another connection is using the database; the WAL stays until it is done");
+        }
     }
+    drop(state);
     info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
 fn check(config: &Config, master_env: Option<&str>) -> Result<ExitCode, String> {
     println!("config: ok");
-    let (pool, keyring) = open(config, master_env)?;
+    let (pool, keyring) = open(config, master_env, IfMissing::Refuse)?;
     let conn = pool.get().map_err(|e| e.to_string())?;
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
@@ -215,7 +275,8 @@ fn check(config: &Config, master_env: Option<&str>) -> Result<ExitCode, String> 
     if integrity != "ok" {
         return Err(format!("database integrity check failed: {integrity}"));
     }
-    println!("database: ok");
+    let sync = store::synchronous_in_effect(&conn).map_err(|e| e.to_string())?;
+    println!("database: ok (synchronous={sync})");
     let n = api::providers::verify_all_data_keys(&conn, &keyring)
         .map_err(|e| format!("master key: {e}"))?;
     println!("master key: ok ({n} data keys open)");
@@ -223,7 +284,7 @@ fn check(config: &Config, master_env: Option<&str>) -> Result<ExitCode, String> 
 }
 
 fn keys(config: &Config, master_env: Option<&str>, cmd: KeysCommand) -> Result<ExitCode, String> {
-    let (pool, keyring) = open(config, master_env)?;
+    let (pool, keyring) = open(config, master_env, IfMissing::Refuse)?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     match cmd {
         KeysCommand::Create(k) => {
@@ -286,7 +347,7 @@ fn workspaces(
     master_env: Option<&str>,
     cmd: WorkspacesCommand,
 ) -> Result<ExitCode, String> {
-    let (pool, keyring) = open(config, master_env)?;
+    let (pool, keyring) = open(config, master_env, IfMissing::Refuse)?;
     let mut conn = pool.get().map_err(|e| e.to_string())?;
     match cmd {
         WorkspacesCommand::Create { name } => {

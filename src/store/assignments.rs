@@ -136,7 +136,11 @@ pub fn binding(
             prefixed(COLS, "a"),
             prefixed(&sessions::COLS.replace('\n', " "), "s"),
         );
-        (sql, COLS.split(", ").count(), sessions::COLS.split(", ").count())
+        (
+            sql,
+            COLS.split(", ").count(),
+            sessions::COLS.split(", ").count(),
+        )
     });
     let (n, m) = (*n, *m);
     Ok(c.prepare_cached(sql)?

@@ -13,8 +13,9 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior};
 
+use crate::config::Synchronous;
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes.
@@ -37,11 +38,11 @@ pub fn now_ms() -> i64 {
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pragmas for every connection: busy_timeout first (so the next ones wait
-/// instead of failing), then WAL, NORMAL sync, foreign keys.
-fn configure(c: &Connection) -> rusqlite::Result<()> {
+/// instead of failing), then WAL, the configured sync level, foreign keys.
+fn configure(c: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     c.busy_timeout(BUSY_TIMEOUT)?;
     c.pragma_update(None, "journal_mode", "WAL")?;
-    c.pragma_update(None, "synchronous", "NORMAL")?;
+    c.pragma_update(None, "synchronous", sync.name())?;
     c.pragma_update(None, "foreign_keys", "ON")?;
     // Reads straight from the OS page cache instead of a pread and a copy
     // per page: point reads on a large database were the top of the
@@ -54,16 +55,106 @@ fn configure(c: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Opens (creating if needed) the database file and brings its schema up to
-/// date. Refuses a database written by a newer binary.
-pub fn open(path: &Path, pool_size: u32) -> Result<Pool, String> {
+/// The `synchronous` level a connection runs with, read back from SQLite
+/// (for `check`, so an operator sees what is in effect).
+pub fn synchronous_in_effect(c: &Connection) -> rusqlite::Result<&'static str> {
+    let level: i64 = c.pragma_query_value(None, "synchronous", |r| r.get(0))?;
+    Ok(match level {
+        0 => "off",
+        1 => "normal",
+        2 => "full",
+        _ => "extra",
+    })
+}
+
+/// What `open` does when the database file does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// `serve`: a first start creates it.
+    Create,
+    /// Every other command: a missing database is a mistake (a typo in
+    /// `--data-dir` in a cron job), not a reason to make an empty one.
+    Refuse,
+}
+
+/// The sentence for a database that is not there.
+pub fn missing_database(path: &Path) -> String {
+    format!(
+        "there is no database at {}; `proxyplane serve` creates one on its first start (is --data-dir / data_dir right?)",
+        path.display()
+    )
+}
+
+fn newer_schema(v: i64) -> String {
+    format!(
+        "it was written by a newer proxyplane (schema version {v}; this binary knows up to {SCHEMA_VERSION}); upgrade the binary or restore a backup"
+    )
+}
+
+/// The schema version, read on a read-only connection that sets no pragma,
+/// so a refusal leaves the file exactly as it was (journal mode included).
+/// None when it cannot be read that way; the full open then reports why.
+fn probe_version(path: &Path) -> Option<i64> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    c.busy_timeout(Duration::from_secs(5)).ok()?;
+    c.pragma_query_value(None, "user_version", |r| r.get(0))
+        .ok()
+}
+
+/// Opens the database file (creating it only for `IfMissing::Create`) and
+/// brings its schema up to date. Refuses a database written by a newer
+/// binary before writing anything to it.
+pub fn open(
+    path: &Path,
+    pool_size: u32,
+    sync: Synchronous,
+    if_missing: IfMissing,
+) -> Result<Pool, String> {
+    let exists = path
+        .try_exists()
+        .map_err(|e| format!("cannot look for database {}: {e}", path.display()))?;
+    if !exists && if_missing == IfMissing::Refuse {
+        return Err(missing_database(path));
+    }
+    if exists {
+        match probe_version(path) {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(format!("database {}: {}", path.display(), newer_schema(v)))
+            }
+            Some(0) if if_missing == IfMissing::Refuse => {
+                return Err(format!(
+                "{} holds no proxyplane schema; `proxyplane serve` creates one on its first start",
+                path.display()
+            ))
+            }
+            _ => {}
+        }
+    }
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if if_missing == IfMissing::Create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
     {
-        let mut c = Connection::open(path)
+        let mut c = Connection::open_with_flags(path, flags)
             .map_err(|e| format!("cannot open database {}: {e}", path.display()))?;
-        configure(&c).map_err(|e| format!("cannot configure database {}: {e}", path.display()))?;
+        // SQLite falls back to read-only without a word when it may not
+        // write the file; in WAL mode the next step would then fail with
+        // "unable to open database file".
+        if c.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            return Err(read_only(path, "SQLite could open it for reading only"));
+        }
+        configure(&c, sync)
+            .map_err(|e| format!("cannot configure database {}: {e}", path.display()))?;
         migrate(&mut c).map_err(|e| format!("database {}: {e}", path.display()))?;
     }
-    let manager = SqliteConnectionManager::file(path).with_init(|c| configure(c));
+    // The file exists now; pooled connections never create one.
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .with_init(move |c| configure(c, sync));
     r2d2::Pool::builder()
         .max_size(pool_size)
         .min_idle(Some(1))
@@ -82,9 +173,7 @@ fn migrate(c: &mut Connection) -> Result<(), String> {
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .map_err(|e| e.to_string())?;
     if v > SCHEMA_VERSION {
-        return Err(format!(
-            "it was written by a newer proxyplane (schema version {v}; this binary knows up to {SCHEMA_VERSION}); upgrade the binary or restore a backup"
-        ));
+        return Err(newer_schema(v));
     }
     if v == 0 {
         tx.execute_batch(SCHEMA)
@@ -106,6 +195,169 @@ fn migrate(c: &mut Connection) -> Result<(), String> {
     }
     // Later versions add `if v < N { ... }` steps here, each in this transaction.
     tx.commit().map_err(|e| e.to_string())
+}
+
+fn read_only(path: &Path, why: &str) -> String {
+    format!(
+        "the database {} is read-only ({why}); proxyplane must write it and the -wal/-shm files beside it: make the data dir writable (mount, permissions, disk space)",
+        path.display()
+    )
+}
+
+/// Proves at start-up that the database takes writes. On a read-only file
+/// system (or file) SQLite opens the database read-only without a word, and
+/// the server would answer /healthz and fail every write with a 500. The
+/// probe commits a real write: the start time in `meta`.
+pub fn check_writable(c: &mut Connection, path: &Path) -> Result<(), String> {
+    let refuse = |why: String| read_only(path, &why);
+    if c.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        return Err(refuse("SQLite could open it for reading only".into()));
+    }
+    let mut probe = || -> rusqlite::Result<()> {
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('last_start_ms', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [now_ms().to_string().into_bytes()],
+        )?;
+        tx.commit()
+    };
+    probe().map_err(|e| refuse(format!("a test write failed: {e}")))
+}
+
+/// Copies the database at `src` into the new file `dest` with SQLite's
+/// online backup. The whole copy runs inside one read transaction on the
+/// source: commits from other connections neither block it nor restart it
+/// (stepping without one restarts the copy after every foreign commit, so a
+/// large database under steady writes never finished). `progress` gets
+/// (pages done, pages in all) after each step. The copy is left in rollback
+/// journal mode, a single file that opens anywhere, read-only too.
+pub fn copy_database(
+    src: &Path,
+    dest: &Path,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<(), String> {
+    use rusqlite::backup::{Backup, StepResult};
+    let source = Connection::open_with_flags(
+        src,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| format!("cannot open database {}: {e}", src.display()))?;
+    let read_err = |e: rusqlite::Error| format!("cannot read database {}: {e}", src.display());
+    source
+        .busy_timeout(Duration::from_secs(5))
+        .map_err(read_err)?;
+    // BEGIN is deferred: the first read takes the snapshot the copy is of.
+    source.execute_batch("BEGIN").map_err(read_err)?;
+    source
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(read_err)?;
+    let write_err = |e: rusqlite::Error| format!("cannot write {}: {e}", dest.display());
+    let mut target = Connection::open(dest).map_err(write_err)?;
+    {
+        let backup = Backup::new(&source, &mut target).map_err(write_err)?;
+        let mut stalls = 0;
+        loop {
+            // 1024 pages (4 MiB) per step: few steps, and progress to show.
+            match backup.step(1024).map_err(read_err)? {
+                StepResult::Done => break,
+                StepResult::More => stalls = 0,
+                // A lock on either side; brief unless something is stuck.
+                _ => {
+                    stalls += 1;
+                    if stalls > 100 {
+                        return Err(format!(
+                            "backup of {} stalled on a lock for 10 s",
+                            src.display()
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            let p = backup.progress();
+            let total = p.pagecount.max(0) as u64;
+            progress(total.saturating_sub(p.remaining.max(0) as u64), total);
+        }
+        let p = backup.progress();
+        progress(p.pagecount.max(0) as u64, p.pagecount.max(0) as u64);
+    }
+    source.execute_batch("COMMIT").map_err(read_err)?;
+    drop(source);
+    target
+        .pragma_update_and_check(None, "journal_mode", "DELETE", |r| r.get::<_, String>(0))
+        .map_err(write_err)?;
+    target.close().map_err(|(_, e)| write_err(e))
+}
+
+/// Whether another connection (a server, a backup, Litestream) has the
+/// database open now. A connection in WAL mode holds a shared lock on the
+/// file for as long as it is open, so an exclusive lock, taken without
+/// waiting and given back at once, fails exactly then. Writes nothing.
+/// None when it cannot tell (the file is not a database, say).
+pub fn in_use(path: &Path) -> Option<bool> {
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ok()?;
+    c.pragma_update(None, "locking_mode", "EXCLUSIVE").ok()?;
+    match c.execute_batch("BEGIN EXCLUSIVE; COMMIT;") {
+        Ok(()) => Some(false),
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => Some(true),
+        Err(_) => None,
+    }
+}
+
+/// Opens a copy of a database that `restore` is about to put in place and
+/// checks it: an SQLite file, whole (`integrity_check`), with a proxyplane
+/// schema this binary can run. `shown` names it in messages (the user's
+/// backup file rather than the temp copy). Sets no pragma.
+pub fn open_checked_copy(path: &Path, shown: &Path) -> Result<Connection, String> {
+    let shown = shown.display();
+    let classify = |e: rusqlite::Error| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => {
+            format!("{shown} is not a proxyplane database (not an SQLite file)")
+        }
+        _ => format!("{shown} is damaged: {e}"),
+    };
+    let c = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(classify)?;
+    let problems: Vec<String> = {
+        let mut stmt = c.prepare("PRAGMA integrity_check(20)").map_err(classify)?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(classify)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(classify)?
+    };
+    if problems != ["ok"] {
+        return Err(format!(
+            "{shown} is damaged (integrity check: {})",
+            problems.join("; ")
+        ));
+    }
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(classify)?;
+    let has_meta: bool = c
+        .query_row(
+            "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'table' AND name = 'meta'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(classify)?;
+    if v == 0 || !has_meta {
+        return Err(format!(
+            "{shown} is not a proxyplane database (it has no proxyplane schema)"
+        ));
+    }
+    if v > SCHEMA_VERSION {
+        return Err(format!("{shown}: {}", newer_schema(v)));
+    }
+    Ok(c)
 }
 
 /// A read-only RPC: one deferred transaction, a consistent snapshot.

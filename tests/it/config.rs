@@ -173,9 +173,10 @@ fn env_errors_name_the_variable_and_fail() {
 fn check_passes_on_a_good_setup() {
     let dir = TempDir::new("check");
     let data = dir.join("data");
+    // A fresh dir has no database to check: only `serve` makes one.
     let out = check(&data, None, &[]);
-    assert!(out.status.success(), "fresh dir: {}", stderr(&out));
-    // And after a server has used the data dir.
+    assert!(!out.status.success(), "check created a database");
+    // After a server has used the data dir.
     let s = Launch::default().data_dir(&data).start();
     s.create_workspace("something");
     let out = check(&data, None, &[]);
@@ -194,11 +195,7 @@ fn check_passes_on_a_good_setup() {
         ),
     )
     .unwrap();
-    let out = cli(
-        &dir.join("elsewhere"),
-        &["--config", file.to_str().unwrap(), "check"],
-        &[],
-    );
+    let out = cli(&data, &["--config", file.to_str().unwrap(), "check"], &[]);
     assert!(out.status.success(), "full config: {}", stderr(&out));
 }
 
@@ -252,8 +249,7 @@ fn a_wrong_master_key_is_refused() {
 fn a_database_from_a_newer_binary_is_refused() {
     let dir = TempDir::new("newer");
     let data = dir.join("data");
-    let out = check(&data, None, &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    drop(Launch::default().data_dir(&data).start());
     {
         let c = rusqlite::Connection::open(data.join("proxyplane.db")).unwrap();
         c.pragma_update(None, "user_version", 99).unwrap();
@@ -350,6 +346,10 @@ fn data_dir_follows_the_layers_and_config_may_come_from_the_environment() {
         assert!(out.status.success(), "{}", stderr(&out));
     };
     let cfg_s = cfg.to_str().unwrap();
+    // Only `serve` creates a database; the counts below tell the dirs apart.
+    for d in [&d_file, &d_env, &d_flag] {
+        drop(Launch::default().data_dir(d).start());
+    }
     // The file named by PROXYPLANE_CONFIG sets data_dir...
     run(&[("PROXYPLANE_CONFIG", cfg_s)], None);
     assert!(

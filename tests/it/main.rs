@@ -26,6 +26,7 @@ mod ratelimit;
 mod roles;
 mod seeds;
 mod shutdown;
+mod startup;
 mod tenancy;
 mod upgrade;
 mod validation;

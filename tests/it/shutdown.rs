@@ -161,3 +161,43 @@ fn shutdown_waits_at_most_the_shutdown_timeout_for_a_stuck_request() {
     );
     assert!(conn.wait_closed(Duration::from_secs(2)).is_some());
 }
+
+#[test]
+fn shutdown_does_not_wait_for_another_process_holding_a_read_transaction() {
+    // Litestream holds a read transaction on the database all the time; a
+    // checkpoint that waits for readers would sit out the 5 s busy timeout.
+    let mut s = Server::start();
+    let dir = s.dir.clone();
+    for i in 0..3 {
+        s.create_workspace(&format!("kept {i}"));
+    }
+    let reader = rusqlite::Connection::open(dir.join("proxyplane.db")).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let seen: i64 = reader
+        .query_row("SELECT count(*) FROM workspaces", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(seen, 3);
+    // A commit after the reader's snapshot: WAL frames it still needs.
+    s.create_workspace("after the snapshot");
+
+    let started = Instant::now();
+    s.sigterm();
+    let status = s.wait_exit(Duration::from_secs(15)).expect("exited");
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}\n{}", s.stderr());
+    assert!(
+        took < Duration::from_secs(2),
+        "shutdown waited {took:?} for the other process's read lock"
+    );
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    let c = rusqlite::Connection::open(dir.join("proxyplane.db")).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM workspaces", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 4);
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(ok, "ok");
+}
