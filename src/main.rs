@@ -166,7 +166,13 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
         keys: keyring,
         config,
     });
+    // Finishes key rotations in the background, and resumes any a stop or
+    // crash interrupted.
+    let rotations = api::key_rotation::spawn(state.clone())
+        .map_err(|e| format!("cannot start the key rotation thread: {e}"))?;
     server::run(state.clone(), listener)?;
+    api::key_rotation::wake();
+    let _ = rotations.join();
     // Checkpoint the WAL so the file is whole on its own after a clean stop.
     if let Ok(c) = state.db.get() {
         let _ = c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
