@@ -211,17 +211,13 @@ pub fn spawn(state: Arc<State>) -> std::io::Result<JoinHandle<()>> {
         .spawn(move || {
             let stopping = || state.shutting_down.load(Ordering::SeqCst);
             while !stopping() {
-                let pause = match pass(&state, &stopping) {
-                    // A safety net only: RotateWorkspaceKey wakes the thread.
-                    Ok(()) => Duration::from_secs(60),
-                    Err(e) => {
-                        error!(
-                            "key rotation: {}; retrying in {}s",
-                            e.cause.as_deref().unwrap_or(&e.message),
-                            RETRY.as_secs()
-                        );
-                        RETRY
-                    }
+                // After a failure (say, a busy database) try again soon;
+                // otherwise the timeout is a safety net only, since
+                // RotateWorkspaceKey wakes the thread.
+                let pause = if pass(&state, &stopping) {
+                    Duration::from_secs(60)
+                } else {
+                    RETRY
                 };
                 if !stopping() {
                     wait(pause);
@@ -230,30 +226,59 @@ pub fn spawn(state: Arc<State>) -> std::io::Result<JoinHandle<()>> {
         })
 }
 
-/// Works through every unfinished rotation (old data keys still present).
-fn pass(state: &State, stopping: &dyn Fn() -> bool) -> Result<()> {
-    let mut conn = state.db.get()?;
-    let pending = store::read(&mut conn, |tx| workspaces::unfinished_rotations(tx))?;
+/// Works through every unfinished rotation (old data keys still present);
+/// false when one failed. A failing workspace is logged and skipped, so it
+/// does not hold up the others.
+fn pass(state: &State, stopping: &dyn Fn() -> bool) -> bool {
+    let log = |what: &str, e: &Error| {
+        error!(
+            "key rotation{what}: {}; retrying in {}s",
+            e.cause.as_deref().unwrap_or(&e.message),
+            RETRY.as_secs()
+        )
+    };
+    let pending = state
+        .db
+        .get()
+        .map_err(Error::from)
+        .and_then(|mut c| store::read(&mut c, |tx| workspaces::unfinished_rotations(tx)));
+    let pending = match pending {
+        Ok(p) => p,
+        Err(e) => {
+            log("", &e);
+            return false;
+        }
+    };
+    let mut ok = true;
     for ws in pending {
         if stopping() {
             break;
         }
-        if run(&mut conn, &state.keys, ws, None, stopping)? {
-            info!("key rotation of workspace {ws}: done");
+        let done = state
+            .db
+            .get()
+            .map_err(Error::from)
+            .and_then(|mut c| run(&mut c, &state.keys, ws, None, stopping));
+        match done {
+            Ok(true) => info!("key rotation of workspace {ws}: done"),
+            Ok(false) => {}
+            Err(e) => {
+                log(&format!(" of workspace {ws}"), &e);
+                ok = false;
+            }
         }
     }
-    Ok(())
-}
-
-/// For tests: the key version a sealed blob names.
-#[cfg(test)]
-fn version_of(blob: &[u8]) -> u32 {
-    crate::crypto::sealed_version(blob).unwrap_or(0)
+    ok
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key version a sealed blob names.
+    fn version_of(blob: &[u8]) -> u32 {
+        crate::crypto::sealed_version(blob).unwrap()
+    }
     use crate::crypto::MasterKey;
     use crate::ids::{PoolId, ProviderId, SessionId};
     use crate::store::sessions::SessionRow;
@@ -272,16 +297,15 @@ mod tests {
         }
     }
 
+    /// The same master key each time (env form: no key file is written).
     fn master() -> MasterKey {
-        let dir = std::env::temp_dir();
-        let key_file = dir.join(format!("pp-rot-key-{}", uuid::Uuid::now_v7()));
-        let k = MasterKey::load(
-            &key_file,
+        let unused = std::env::temp_dir().join("pp-rot-no-key-file");
+        MasterKey::load(
+            &unused,
             Some("CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="),
             false,
         )
-        .unwrap();
-        k
+        .unwrap()
     }
 
     fn db() -> Db {

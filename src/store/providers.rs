@@ -224,7 +224,7 @@ pub fn set_key_version_all(
 ) -> Result<()> {
     c.execute(
         "UPDATE providers SET key_version = ?2, version = version + 1, updated_at = ?3 \
-         WHERE workspace_id = ?1 AND key_version <> ?2",
+         WHERE workspace_id = ?1",
         params![ws, key_version, now],
     )?;
     Ok(())

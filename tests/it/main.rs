@@ -21,5 +21,6 @@ mod limits;
 mod pagination;
 mod ratelimit;
 mod roles;
+mod rotation;
 mod seeds;
 mod shutdown;
