@@ -243,6 +243,12 @@ impl Keyring {
         self.cache.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Forgets the cached keys of a workspace older than `version` (after a
+    /// key rotation deleted them), so old key material leaves memory too.
+    pub fn forget_before(&self, ws: WorkspaceId, version: u32) {
+        self.lock().retain(|(w, v), _| *w != ws || *v >= version);
+    }
+
     /// Forgets the cached keys of a workspace (after it is deleted).
     pub fn forget(&self, ws: WorkspaceId) {
         self.lock().retain(|(w, _), _| *w != ws);

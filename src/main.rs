@@ -238,7 +238,19 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?
     };
+    // Finishes key rotations in the background, and resumes any a stop or
+    // crash interrupted.
+    let rotations = api::key_rotation::spawn(state.clone())
+        .map_err(|e| format!("cannot start the key rotation thread: {e}"))?;
     let served = server::run(state.clone(), listener);
+    // Background work stops before State is dropped (see above).
+    state
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    api::key_rotation::wake();
+    if rotations.join().is_err() {
+        warn!("the key rotation thread stopped with a panic");
+    }
     drop(stop_flusher);
     if flusher.join().is_err() {
         warn!("the last-use writer stopped with a panic");

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod assignments;
+pub mod key_rotation;
 pub mod pools;
 pub mod providers;
 pub mod sessions;

@@ -1,6 +1,7 @@
 //! ConnectProvider, GetProvider, ListProviders, UpdateProvider,
 //! DisconnectProvider, and RotateWorkspaceKey (which re-seals every secret of
-//! the workspace, providers' and sessions' alike).
+//! the workspace, providers' and sessions' alike; the engine is in
+//! `key_rotation`).
 
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
@@ -11,8 +12,10 @@ use crate::error::{Error, Result};
 use crate::ids::{self, ProviderId, WorkspaceId};
 use crate::pb::v1::*;
 use crate::store::providers::{self as db, Gateway as GatewayRow, ProviderRow};
-use crate::store::{self, sessions, workspaces};
+use crate::store::{self, workspaces};
+use crate::warn;
 
+use super::key_rotation;
 use super::{check_host, check_name, check_port, check_scheme, check_secretish, set};
 
 /// The credentials as sealed: JSON inside the ciphertext.
@@ -254,35 +257,40 @@ pub fn disconnect(
     Ok(DisconnectProviderResponse {})
 }
 
+/// The key switch happens in this call's transaction; session passwords are
+/// then re-sealed in short batches (see `key_rotation`): for up to one batch
+/// time here, so a small workspace is done before the response, and the rest
+/// by the background thread.
 pub fn rotate_workspace_key(
     ctx: &mut Ctx,
     _req: RotateWorkspaceKeyRequest,
 ) -> Result<RotateWorkspaceKeyResponse> {
     let ws = ctx.ws()?;
     let keys = &ctx.state.keys;
-    let (previous, new) = ctx.write(|tx| {
-        let previous =
-            workspaces::key_version(tx, ws)?.ok_or_else(|| Error::not_found("workspace"))?;
-        let new = previous + 1;
-        let now = store::now_ms();
-        let sealer = super::Sealer::next(tx, keys, ws, new)?;
-        for (id, sealed) in db::sealed_credentials(tx, ws)? {
-            let plain = super::open(tx, keys, ws, &id.0, "credentials", &sealed)?;
-            db::set_credentials(tx, id, &sealer.seal(&id.0, "credentials", &plain)?, new)?;
+    // Counted before the write lock: at a million sessions the count takes
+    // a while, and it is only an estimate for progress reports.
+    let remaining = ctx.read(|tx| key_rotation::to_reseal(tx, ws))?;
+    let (previous, new) = ctx.write(|tx| key_rotation::begin(tx, keys, ws, remaining))?;
+    // The new key is in force; a failure below only delays the re-sealing,
+    // which the background thread takes over.
+    match key_rotation::run(ctx.conn, keys, ws, Some(key_rotation::BATCH_TIME), &|| {
+        false
+    }) {
+        Ok(true) => {}
+        Ok(false) => key_rotation::wake(),
+        Err(e) => {
+            warn!(
+                "key rotation of workspace {ws}: {}; continuing in the background",
+                e.cause.as_deref().unwrap_or(&e.message)
+            );
+            key_rotation::wake();
         }
-        sessions::reseal_passwords(tx, ws, |id, sealed| {
-            let plain = super::open(tx, keys, ws, &id.0, "password", sealed)?;
-            sealer.seal(&id.0, "password", &plain)
-        })?;
-        db::set_key_version_all(tx, ws, new)?;
-        workspaces::set_key_version(tx, ws, new, now)?;
-        // Nothing is sealed under the old keys any more.
-        workspaces::delete_data_keys_before(tx, ws, new)?;
-        Ok((previous, new))
-    })?;
+    }
+    let progress = ctx.read(|tx| key_rotation::progress(tx, ws))?;
     Ok(RotateWorkspaceKeyResponse {
         previous_key_version: previous as i32,
         new_key_version: new as i32,
+        key_rotation: progress.map(|p| p.to_pb()),
     })
 }
 

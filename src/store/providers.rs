@@ -213,11 +213,19 @@ pub fn set_credentials(
     Ok(())
 }
 
-/// After a key rotation, every provider shows the workspace's current version.
-pub fn set_key_version_all(c: &Connection, ws: WorkspaceId, key_version: u32) -> Result<()> {
+/// After a key rotation re-sealed their credentials, every provider shows
+/// the workspace's current key version, and its `version` grows: the stored
+/// row changed, so an UpdateProvider holding the old version must not pass.
+pub fn set_key_version_all(
+    c: &Connection,
+    ws: WorkspaceId,
+    key_version: u32,
+    now: i64,
+) -> Result<()> {
     c.execute(
-        "UPDATE providers SET key_version = ?2 WHERE workspace_id = ?1",
-        params![ws, key_version],
+        "UPDATE providers SET key_version = ?2, version = version + 1, updated_at = ?3 \
+         WHERE workspace_id = ?1",
+        params![ws, key_version, now],
     )?;
     Ok(())
 }

@@ -211,9 +211,11 @@ pub fn max_numeric_token(c: &Connection, pool: PoolId) -> Result<String> {
     Ok(max.filter(|t| !t.is_empty()).unwrap_or_else(|| "0".into()))
 }
 
+/// The row stays (assignments and history name it) but its sealed password
+/// goes: a deleted session never resolves again, so nothing needs it.
 pub fn soft_delete(c: &Connection, id: SessionId, now: i64) -> Result<()> {
     c.execute(
-        "UPDATE sessions SET deleted_at = ?2, updated_at = ?2 WHERE id = ?1",
+        "UPDATE sessions SET deleted_at = ?2, updated_at = ?2, password = NULL WHERE id = ?1",
         params![id, now],
     )?;
     Ok(())
@@ -234,23 +236,115 @@ pub fn set_health(c: &Connection, s: &SessionRow) -> Result<()> {
     Ok(())
 }
 
-/// Re-seals every session password of the workspace with `f`.
+/// What one batch of a key rotation's session pass did.
+#[derive(Debug, Default)]
+pub struct ResealBatch {
+    pub resealed: i64,
+    /// The last session looked at: the next batch starts after it.
+    pub last: Option<SessionId>,
+    /// No live session of the workspace is left after `last`.
+    pub exhausted: bool,
+}
+
+/// One batch of a key rotation: the workspace's live sessions after `after`
+/// in id order, at most `limit` of them, re-sealing with `f` the passwords
+/// sealed under a data key older than `target`. Stops early once `until`
+/// has passed, so the caller's write lock is held briefly. The rows are
+/// filtered here rather than in SQL so a batch reads at most `limit` index
+/// entries even when few sessions have a password.
 pub fn reseal_passwords(
     c: &Connection,
     ws: WorkspaceId,
+    target: u32,
+    after: Option<SessionId>,
+    limit: usize,
+    until: std::time::Instant,
     mut f: impl FnMut(SessionId, &[u8]) -> Result<Vec<u8>>,
-) -> Result<()> {
+) -> Result<ResealBatch> {
     let rows = c
-        .prepare(
-            "SELECT id, password FROM sessions WHERE workspace_id = ?1 AND password IS NOT NULL",
+        .prepare_cached(
+            "SELECT id, password FROM sessions INDEXED BY sessions_live_by_workspace \
+             WHERE workspace_id = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
         )?
-        .query_map([ws], |r| {
-            Ok((r.get::<_, SessionId>(0)?, r.get::<_, Vec<u8>>(1)?))
-        })?
+        .query_map(
+            params![
+                ws,
+                after.map(|a| a.to_vec()).unwrap_or_default(),
+                limit as i64
+            ],
+            |r| Ok((r.get::<_, SessionId>(0)?, r.get::<_, Option<Vec<u8>>>(1)?)),
+        )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut stmt = c.prepare("UPDATE sessions SET password = ?2 WHERE id = ?1")?;
-    for (id, sealed) in rows {
-        stmt.execute(params![id, f(id, &sealed)?])?;
+    let mut out = ResealBatch {
+        last: after,
+        exhausted: rows.len() < limit,
+        ..Default::default()
+    };
+    let mut stmt = c.prepare_cached("UPDATE sessions SET password = ?2 WHERE id = ?1")?;
+    let n = rows.len();
+    for (i, (id, sealed)) in rows.into_iter().enumerate() {
+        if let Some(sealed) = sealed {
+            if crate::crypto::sealed_version(&sealed)? < target {
+                stmt.execute(params![id, f(id, &sealed)?])?;
+                out.resealed += 1;
+            }
+        }
+        out.last = Some(id);
+        if i + 1 < n && std::time::Instant::now() >= until {
+            out.exhausted = false;
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Live sessions of the workspace after `after` whose password is sealed
+/// under a data key older than `target`: what a rotation has left to do.
+pub fn count_to_reseal(
+    c: &Connection,
+    ws: WorkspaceId,
+    target: u32,
+    after: Option<SessionId>,
+) -> Result<i64> {
+    Ok(c.prepare_cached(
+        "SELECT count(*) FROM sessions INDEXED BY sessions_live_by_workspace \
+         WHERE workspace_id = ?1 AND deleted_at IS NULL AND id > ?2 \
+         AND password IS NOT NULL AND substr(password, 1, 4) < ?3",
+    )?
+    .query_row(
+        params![
+            ws,
+            after.map(|a| a.to_vec()).unwrap_or_default(),
+            target.to_be_bytes().to_vec()
+        ],
+        |r| r.get(0),
+    )?)
+}
+
+/// Deleted sessions of the workspace that still hold a sealed password
+/// (deleted before DeleteSession wiped it). A full scan, so a rotation runs
+/// it in a read transaction and wipes what it finds in a short write one.
+pub fn deleted_with_password(
+    c: &Connection,
+    ws: WorkspaceId,
+    limit: usize,
+) -> Result<Vec<SessionId>> {
+    Ok(c.prepare_cached(
+        "SELECT id FROM sessions WHERE workspace_id = ?1 AND deleted_at IS NOT NULL \
+         AND password IS NOT NULL LIMIT ?2",
+    )?
+    .query_map(params![ws, limit as i64], |r| r.get(0))?
+    .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+/// Wipes the passwords of deleted sessions (a rotation's clean-up of rows
+/// deleted before deletion wiped them).
+pub fn wipe_deleted_passwords(c: &Connection, ids: &[SessionId]) -> Result<()> {
+    let mut stmt = c.prepare_cached(
+        "UPDATE sessions SET password = NULL WHERE id = ?1 AND deleted_at IS NOT NULL",
+    )?;
+    for id in ids {
+        stmt.execute([id])?;
     }
     Ok(())
 }

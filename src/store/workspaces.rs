@@ -1,16 +1,29 @@
-//! Workspaces and their wrapped data keys.
+//! Workspaces, their wrapped data keys, and the progress of a key rotation
+//! still under way.
 
+use rusqlite::types::Type;
 use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
-use crate::ids::WorkspaceId;
+use crate::error::{Error, Result};
+use crate::ids::{SessionId, WorkspaceId};
 use crate::pb::{v1, Timestamp};
 
 use super::{after, page, Page};
 
-const COLS: &str = "id, name, key_version, version, created_at, updated_at";
+/// With the rotation progress row of the workspace, if any (see `KeyRotation`).
+const COLS: &str = "w.id, w.name, w.key_version, w.version, w.created_at, w.updated_at, m.value \
+    FROM workspaces w LEFT JOIN meta m ON m.key = 'key_rotation:' || hex(w.id)";
 
 fn row(r: &Row) -> rusqlite::Result<v1::Workspace> {
+    let key_rotation = match r.get::<_, Option<Vec<u8>>>(6)? {
+        Some(json) => Some(
+            KeyRotation::decode(&json)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, Type::Blob, e.into()))?
+                .to_pb(),
+        ),
+        None => None,
+    };
     Ok(v1::Workspace {
         id: r.get::<_, WorkspaceId>(0)?.to_vec(),
         name: r.get(1)?,
@@ -18,7 +31,62 @@ fn row(r: &Row) -> rusqlite::Result<v1::Workspace> {
         version: r.get(3)?,
         created_at: Some(Timestamp::from_millis(r.get(4)?)),
         updated_at: Some(Timestamp::from_millis(r.get(5)?)),
+        key_rotation,
     })
+}
+
+/// A key rotation still under way. Kept as JSON in `meta` under
+/// `key_rotation:<HEX id>` rather than in new columns (no schema change), and
+/// written in the same transaction as the rows each batch re-seals, so after a
+/// crash it says exactly where to resume. It is deleted together with the old
+/// data keys when the rotation finishes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyRotation {
+    /// The data key version secrets are re-sealed under.
+    pub target: u32,
+    /// The live-session pass has handled every session up to this id.
+    pub after: Option<[u8; 16]>,
+    /// The live-session pass is over (deleted sessions' passwords are next).
+    pub live_done: bool,
+    pub resealed: i64,
+    /// An estimate: counted at the start, less what has been re-sealed since.
+    pub remaining: i64,
+}
+
+impl KeyRotation {
+    pub fn new(target: u32, remaining: i64) -> Self {
+        KeyRotation {
+            target,
+            after: None,
+            live_done: false,
+            resealed: 0,
+            remaining,
+        }
+    }
+
+    pub fn after(&self) -> Option<SessionId> {
+        self.after.map(SessionId)
+    }
+
+    fn decode(json: &[u8]) -> std::result::Result<Self, serde_json::Error> {
+        serde_json::from_slice(json)
+    }
+
+    pub fn to_pb(&self) -> v1::KeyRotation {
+        v1::KeyRotation {
+            target_key_version: self.target as i32,
+            resealed: self.resealed,
+            remaining: self.remaining.max(0),
+        }
+    }
+}
+
+fn rotation_key(id: WorkspaceId) -> String {
+    let mut k = String::from("key_rotation:");
+    for b in id.0 {
+        k.push_str(&format!("{b:02X}"));
+    }
+    k
 }
 
 pub fn insert(
@@ -36,11 +104,9 @@ pub fn insert(
 }
 
 pub fn get(c: &Connection, id: WorkspaceId) -> Result<Option<v1::Workspace>> {
-    Ok(
-        c.prepare_cached(&format!("SELECT {COLS} FROM workspaces WHERE id = ?1"))?
-            .query_row([id], row)
-            .optional()?,
-    )
+    Ok(c.prepare_cached(&format!("SELECT {COLS} WHERE w.id = ?1"))?
+        .query_row([id], row)
+        .optional()?)
 }
 
 pub fn exists(c: &Connection, id: WorkspaceId) -> Result<bool> {
@@ -58,14 +124,12 @@ pub fn list(
     let rows = match only {
         None => c
             .prepare_cached(&format!(
-                "SELECT {COLS} FROM workspaces WHERE id > ?1 ORDER BY id LIMIT ?2"
+                "SELECT {COLS} WHERE w.id > ?1 ORDER BY w.id LIMIT ?2"
             ))?
             .query_map(params![after(cursor), size as i64 + 1], row)?
             .collect::<rusqlite::Result<Vec<_>>>()?,
         Some(id) => c
-            .prepare_cached(&format!(
-                "SELECT {COLS} FROM workspaces WHERE id = ?1 AND id > ?2"
-            ))?
+            .prepare_cached(&format!("SELECT {COLS} WHERE w.id = ?1 AND w.id > ?2"))?
             .query_map(params![id, after(cursor)], row)?
             .collect::<rusqlite::Result<Vec<_>>>()?,
     };
@@ -83,6 +147,8 @@ pub fn rename(c: &Connection, id: WorkspaceId, name: &str, now: i64) -> Result<(
 }
 
 pub fn delete(c: &Connection, id: WorkspaceId) -> Result<bool> {
+    // A rotation's progress row has no foreign key to cascade from.
+    c.execute("DELETE FROM meta WHERE key = ?1", [rotation_key(id)])?;
     Ok(c.execute("DELETE FROM workspaces WHERE id = ?1", [id])? > 0)
 }
 
@@ -123,11 +189,52 @@ pub fn set_key_version(c: &Connection, id: WorkspaceId, version: u32, now: i64) 
     Ok(())
 }
 
-pub fn delete_data_keys_before(c: &Connection, id: WorkspaceId, version: u32) -> Result<()> {
+/// True while the workspace keeps data keys older than its current one: a
+/// rotation has not finished (the last step deletes them).
+pub fn has_older_data_keys(c: &Connection, id: WorkspaceId) -> Result<bool> {
+    Ok(c.prepare_cached(
+        "SELECT 1 FROM data_keys d JOIN workspaces w ON w.id = d.workspace_id \
+         WHERE d.workspace_id = ?1 AND d.key_version < w.key_version",
+    )?
+    .exists([id])?)
+}
+
+/// Workspaces whose rotation has not finished (older data keys remain).
+pub fn unfinished_rotations(c: &Connection) -> Result<Vec<WorkspaceId>> {
+    Ok(c.prepare(
+        "SELECT DISTINCT d.workspace_id FROM data_keys d JOIN workspaces w ON w.id = d.workspace_id \
+         WHERE d.key_version < w.key_version",
+    )?
+    .query_map([], |r| r.get(0))?
+    .collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub fn rotation(c: &Connection, id: WorkspaceId) -> Result<Option<KeyRotation>> {
+    let json: Option<Vec<u8>> = c
+        .prepare_cached("SELECT value FROM meta WHERE key = ?1")?
+        .query_row([rotation_key(id)], |r| r.get(0))
+        .optional()?;
+    json.map(|j| KeyRotation::decode(&j).map_err(Error::internal))
+        .transpose()
+}
+
+pub fn set_rotation(c: &Connection, id: WorkspaceId, r: &KeyRotation) -> Result<()> {
+    let json = serde_json::to_vec(r).map_err(Error::internal)?;
+    c.prepare_cached(
+        "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    )?
+    .execute(params![rotation_key(id), json])?;
+    Ok(())
+}
+
+/// The last step of a rotation: nothing is sealed under an older data key
+/// any more, so those keys and the progress row go.
+pub fn finish_rotation(c: &Connection, id: WorkspaceId, version: u32) -> Result<()> {
     c.execute(
         "DELETE FROM data_keys WHERE workspace_id = ?1 AND key_version < ?2",
         params![id, version],
     )?;
+    c.execute("DELETE FROM meta WHERE key = ?1", [rotation_key(id)])?;
     Ok(())
 }
 

@@ -1721,8 +1721,8 @@ fn rotate_workspace_key_reseals_every_secret() {
         "ipr".into(),
         "iprpass_session-xyz".into(),
     ));
-    // A deleted session's password is resealed too (it must not break the
-    // rotation).
+    // A deleted session (its password wiped on delete) must not break the
+    // rotation.
     let gone = id_of(&ws.session(
         &pool,
         &generic,
@@ -1776,8 +1776,8 @@ fn rotate_workspace_key_reseals_every_secret() {
     let (id, key) = (ws.id.clone(), ws.key.clone());
     srv.sigterm();
     assert!(srv.wait_exit(Duration::from_secs(10)).is_some());
-    // At rest, every sealed secret of the workspace (a deleted session's
-    // too) names key version 3 in its first four bytes.
+    // At rest, every sealed secret of the workspace names key version 3 in
+    // its first four bytes; the deleted session holds none.
     {
         let c = rusqlite::Connection::open(srv.dir.join("proxyplane.db")).expect("open db");
         let ws_blob = crate::common::unb64(&id);
@@ -1794,8 +1794,8 @@ fn rotate_workspace_key_reseals_every_secret() {
         }
         assert_eq!(
             blobs.len(),
-            4 + 1 + 3,
-            "4 live passwords, 1 deleted, 3 providers"
+            4 + 3,
+            "4 live passwords (the deleted one is wiped), 3 providers"
         );
         for b in &blobs {
             assert_eq!(b.get(..4), Some(&[0u8, 0, 0, 3][..]), "sealed under v3");

@@ -24,6 +24,7 @@ mod metrics;
 mod pagination;
 mod ratelimit;
 mod roles;
+mod rotation;
 mod seeds;
 mod shutdown;
 mod startup;
