@@ -195,17 +195,19 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "listening on {addr}");
-        let _ = out.flush();
-    }
-    info!(
-        "proxyplane {} serving {} on {addr} with {} workers",
-        env!("CARGO_PKG_VERSION"),
-        config::db_path(&config.data_dir).display(),
-        config.workers
-    );
+    let ready = {
+        let (db, workers) = (config::db_path(&config.data_dir), config.workers);
+        move || {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "listening on {addr}");
+            let _ = out.flush();
+            info!(
+                "proxyplane {} serving {} on {addr} with {workers} workers",
+                env!("CARGO_PKG_VERSION"),
+                db.display(),
+            );
+        }
+    };
     let state = Arc::new(ctx::State {
         key_limiter: ratelimit::Limiter::new(config.rate_limit_per_second, config.rate_limit_burst),
         ip_limiter: ratelimit::Limiter::new(
@@ -242,7 +244,7 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
     // crash interrupted.
     let rotations = api::key_rotation::spawn(state.clone())
         .map_err(|e| format!("cannot start the key rotation thread: {e}"))?;
-    let served = server::run(state.clone(), listener);
+    let served = server::run(state.clone(), listener, ready);
     // Background work stops before State is dropped (see above).
     state
         .shutting_down

@@ -48,7 +48,15 @@ type Resp = Response<Full<Bytes>>;
 static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Builds the runtime and serves until SIGTERM/SIGINT, then drains.
-pub fn run(state: Arc<State>, listener: std::net::TcpListener) -> Result<(), String> {
+/// `ready` runs once the server would shut down gracefully on SIGTERM or
+/// SIGINT (handlers installed, limits raised): `serve` prints its
+/// "listening on" line there, so a supervisor that stops the server right
+/// after that line never kills it mid-start.
+pub fn run(
+    state: Arc<State>,
+    listener: std::net::TcpListener,
+    ready: impl FnOnce(),
+) -> Result<(), String> {
     // One async worker per core for the edge. A handler runs on the worker
     // that received its request, inside block_in_place: tokio hands that
     // worker's other tasks to a replacement thread from the blocking pool
@@ -73,19 +81,32 @@ pub fn run(state: Arc<State>, listener: std::net::TcpListener) -> Result<(), Str
         );
     }
     info!("serving at most {cap} connections at once (open-file limit {nofile_text})");
-    let result = rt.block_on(serve(state.clone(), listener, cap));
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _runtime = rt.enter();
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => {
+                warn!("cannot install signal handlers; SIGTERM will not drain requests");
+                None
+            }
+        }
+    };
+    ready();
+    let result = rt.block_on(serve(state.clone(), listener, cap, signals));
     rt.shutdown_timeout(Duration::from_secs(
         state.config.shutdown_timeout_seconds.max(1),
     ));
     result
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+type Signals = (tokio::signal::unix::Signal, tokio::signal::unix::Signal);
+
+async fn shutdown_signal(signals: Option<Signals>) {
+    let Some((mut term, mut int)) = signals else {
         // Without signal handlers we cannot shut down gracefully; serve on.
         std::future::pending::<()>().await;
         return;
@@ -180,6 +201,7 @@ async fn serve(
     state: Arc<State>,
     listener: std::net::TcpListener,
     cap: usize,
+    signals: Option<Signals>,
 ) -> Result<(), String> {
     listener
         .set_nonblocking(true)
@@ -189,7 +211,7 @@ async fn serve(
     let registry = Arc::new(Registry::new(cap));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
-    let mut signal = pin!(shutdown_signal());
+    let mut signal = pin!(shutdown_signal(signals));
     let mut shed_log = Every::new(Duration::from_secs(10));
     let mut full_log = Every::new(Duration::from_secs(10));
     let mut accept_log = Every::new(Duration::from_secs(10));

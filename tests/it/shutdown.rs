@@ -201,3 +201,16 @@ fn shutdown_does_not_wait_for_another_process_holding_a_read_transaction() {
         .unwrap();
     assert_eq!(ok, "ok");
 }
+
+#[test]
+fn sigterm_right_after_the_listening_line_is_a_clean_stop() {
+    // The line used to be printed before the signal handlers were
+    // installed: a supervisor stopping the server at once killed it by the
+    // signal instead of a clean exit.
+    for _ in 0..10 {
+        let mut s = Server::start();
+        s.sigterm();
+        let status = s.wait_exit(Duration::from_secs(10)).expect("exited");
+        assert!(status.success(), "{status:?}\n{}", s.stderr());
+    }
+}
