@@ -241,6 +241,6 @@ fn remove_if_there(path: &Path) -> Result<(), String> {
 /// Removes a temp copy and anything SQLite may have left beside it.
 fn remove_with_sidecars(tmp: &Path) {
     for suffix in ["", "-journal", "-wal", "-shm"] {
-        let _ = remove_if_there(&sidecar(tmp, suffix));
+        remove_if_there(&sidecar(tmp, suffix)).ok();
     }
 }

@@ -125,18 +125,44 @@ pub fn env_name(key: &str) -> String {
 const OTHER_ENV: &[&str] = &["PROXYPLANE_MASTER_KEY", "PROXYPLANE_CONFIG"];
 
 pub fn load(o: &Overrides, env: &BTreeMap<String, String>) -> Result<Config, String> {
-    let mut values: BTreeMap<&'static str, (toml::Value, Source)> = BTreeMap::new();
-    for (k, v) in KEYS {
-        let parsed: toml::Table =
-            toml::from_str(&format!("v = {v}")).map_err(|e| format!("default {k}: {e}"))?;
-        values.insert(k, (parsed["v"].clone(), Source::Default));
+    let mut v = Values::defaults()?;
+    v.file(o, env)?;
+    v.env(env)?;
+    for (key, raw) in &o.flags {
+        v.set(
+            key,
+            env_value(key, raw),
+            Source::Flag(key.replace('_', "-")),
+        );
+    }
+    v.validate()
+}
+
+/// Every key's value and where it came from, layer over layer.
+struct Values(BTreeMap<&'static str, (toml::Value, Source)>);
+
+impl Values {
+    fn defaults() -> Result<Values, String> {
+        let mut values = BTreeMap::new();
+        for (k, v) in KEYS {
+            let parsed: toml::Table =
+                toml::from_str(&format!("v = {v}")).map_err(|e| format!("default {k}: {e}"))?;
+            values.insert(*k, (parsed["v"].clone(), Source::Default));
+        }
+        Ok(Values(values))
     }
 
-    let file = o
-        .config_file
-        .clone()
-        .or_else(|| env.get("PROXYPLANE_CONFIG").map(PathBuf::from));
-    if let Some(path) = file {
+    fn set(&mut self, key: &'static str, v: toml::Value, src: Source) {
+        self.0.insert(key, (v, src));
+    }
+
+    /// The TOML file named by `--config` or `PROXYPLANE_CONFIG`, if any.
+    fn file(&mut self, o: &Overrides, env: &BTreeMap<String, String>) -> Result<(), String> {
+        let file = o
+            .config_file
+            .clone()
+            .or_else(|| env.get("PROXYPLANE_CONFIG").map(PathBuf::from));
+        let Some(path) = file else { return Ok(()) };
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
         let table: toml::Table = toml::from_str(&text)
@@ -149,40 +175,44 @@ pub fn load(o: &Overrides, env: &BTreeMap<String, String>) -> Result<Config, Str
                     key_list()
                 )
             })?;
-            values.insert(key, (v, Source::File(path.clone())));
+            self.set(key, v, Source::File(path.clone()));
         }
+        Ok(())
     }
 
-    for (name, v) in env {
-        if !name.starts_with("PROXYPLANE_") || OTHER_ENV.contains(&name.as_str()) {
-            continue;
+    /// `PROXYPLANE_<KEY>` variables; any other `PROXYPLANE_*` is a typo.
+    fn env(&mut self, env: &BTreeMap<String, String>) -> Result<(), String> {
+        for (name, v) in env {
+            if !name.starts_with("PROXYPLANE_") || OTHER_ENV.contains(&name.as_str()) {
+                continue;
+            }
+            let key = KEYS
+                .iter()
+                .map(|(k, _)| *k)
+                .find(|k| env_name(k) == *name)
+                .ok_or_else(|| {
+                    format!("unknown environment variable {name}; proxyplane reads PROXYPLANE_<KEY> for the keys: {}", key_list())
+                })?;
+            self.set(key, env_value(key, v), Source::Env(name.clone()));
         }
-        let key = KEYS
-            .iter()
-            .map(|(k, _)| *k)
-            .find(|k| env_name(k) == *name)
-            .ok_or_else(|| {
-                format!("unknown environment variable {name}; proxyplane reads PROXYPLANE_<KEY> for the keys: {}", key_list())
-            })?;
-        values.insert(key, (env_value(key, v), Source::Env(name.clone())));
+        Ok(())
     }
 
-    for (key, v) in &o.flags {
-        values.insert(
-            key,
-            (env_value(key, v), Source::Flag(key.replace('_', "-"))),
-        );
+    fn get(&self, k: &str) -> Result<&(toml::Value, Source), String> {
+        self.0
+            .get(k)
+            .ok_or_else(|| format!("internal: config key {k} has no default"))
     }
 
-    let get = |k: &str| values.get(k).expect("every key has a default");
-    let string = |k: &str| -> Result<String, String> {
-        let (v, src) = get(k);
+    fn string(&self, k: &str) -> Result<String, String> {
+        let (v, src) = self.get(k)?;
         v.as_str()
             .map(str::to_owned)
             .ok_or_else(|| format!("{k} (from {src}) must be a string, got {v}"))
-    };
-    let uint = |k: &str, min: u64, max: u64| -> Result<u64, String> {
-        let (v, src) = get(k);
+    }
+
+    fn uint(&self, k: &str, min: u64, max: u64) -> Result<u64, String> {
+        let (v, src) = self.get(k)?;
         let n = v.as_integer().filter(|n| *n >= 0).map(|n| n as u64);
         match n {
             Some(n) if n >= min && n <= max => Ok(n),
@@ -190,9 +220,10 @@ pub fn load(o: &Overrides, env: &BTreeMap<String, String>) -> Result<Config, Str
                 "{k} (from {src}) must be a whole number from {min} to {max}, got {v}"
             )),
         }
-    };
-    let float = |k: &str| -> Result<f64, String> {
-        let (v, src) = get(k);
+    }
+
+    fn float(&self, k: &str) -> Result<f64, String> {
+        let (v, src) = self.get(k)?;
         let n = v.as_float().or_else(|| v.as_integer().map(|i| i as f64));
         match n {
             Some(n) if n >= 0.0 && n.is_finite() => Ok(n),
@@ -200,91 +231,94 @@ pub fn load(o: &Overrides, env: &BTreeMap<String, String>) -> Result<Config, Str
                 "{k} (from {src}) must be a number of 0 or more (0 disables), got {v}"
             )),
         }
-    };
-    let boolean = |k: &str| -> Result<bool, String> {
-        let (v, src) = get(k);
+    }
+
+    fn boolean(&self, k: &str) -> Result<bool, String> {
+        let (v, src) = self.get(k)?;
         v.as_bool()
             .ok_or_else(|| format!("{k} (from {src}) must be true or false, got {v}"))
-    };
-
-    let listen_s = string("listen")?;
-    let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
-        format!(
-            "listen (from {}) must be an address with a port such as 127.0.0.1:8080 or [::1]:8080, got {listen_s:?}",
-            get("listen").1
-        )
-    })?;
-    let data_dir = PathBuf::from(string("data_dir")?);
-    if data_dir.as_os_str().is_empty() {
-        return Err(format!(
-            "data_dir (from {}) must not be empty",
-            get("data_dir").1
-        ));
     }
-    let mk = string("master_key_file")?;
-    let master_key_file = if mk.is_empty() {
-        data_dir.join("master.key")
-    } else {
-        PathBuf::from(mk)
-    };
-    let workers = match uint("workers", 0, 1024)? as usize {
-        0 => 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    let log_level = match string("log_level")?.as_str() {
-        "error" => LogLevel::Error,
-        "warn" => LogLevel::Warn,
-        "info" => LogLevel::Info,
-        "debug" => LogLevel::Debug,
-        other => {
-            return Err(format!(
-                "log_level (from {}) must be one of error, warn, info, debug; got {other:?}",
-                get("log_level").1
-            ))
+
+    /// One of a few named values.
+    fn choice<T: Copy>(&self, k: &str, options: &[(&str, T)]) -> Result<T, String> {
+        let got = self.string(k)?;
+        if let Some((_, t)) = options.iter().find(|(name, _)| *name == got) {
+            return Ok(*t);
         }
-    };
-    let log_format = match string("log_format")?.as_str() {
-        "text" => LogFormat::Text,
-        "json" => LogFormat::Json,
-        other => {
+        let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
+        let allowed = match names.as_slice() {
+            [a, b] => format!("{a:?} or {b:?}"),
+            _ => format!("one of {}", names.join(", ")),
+        };
+        Err(format!(
+            "{k} (from {}) must be {allowed}; got {got:?}",
+            self.get(k)?.1
+        ))
+    }
+
+    fn validate(&self) -> Result<Config, String> {
+        let listen_s = self.string("listen")?;
+        let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "listen (from {}) must be an address with a port such as 127.0.0.1:8080 or [::1]:8080, got {listen_s:?}",
+                self.0.get("listen").map_or(&Source::Default, |v| &v.1)
+            )
+        })?;
+        let data_dir = PathBuf::from(self.string("data_dir")?);
+        if data_dir.as_os_str().is_empty() {
             return Err(format!(
-                "log_format (from {}) must be \"text\" or \"json\"; got {other:?}",
-                get("log_format").1
-            ))
+                "data_dir (from {}) must not be empty",
+                self.get("data_dir")?.1
+            ));
         }
-    };
-    let synchronous = match string("synchronous")?.as_str() {
-        "normal" => Synchronous::Normal,
-        "full" => Synchronous::Full,
-        other => {
-            return Err(format!(
-                "synchronous (from {}) must be \"normal\" or \"full\"; got {other:?}",
-                get("synchronous").1
-            ))
-        }
-    };
-    Ok(Config {
-        listen,
-        data_dir,
-        master_key_file,
-        workers,
-        rate_limit_per_second: float("rate_limit_per_second")?,
-        rate_limit_burst: float("rate_limit_burst")?.max(1.0),
-        auth_failure_rate_per_second: float("auth_failure_rate_per_second")?,
-        auth_failure_burst: float("auth_failure_burst")?.max(1.0),
-        max_body_bytes: uint("max_body_bytes", 1024, 1 << 30)? as usize,
-        max_bulk_items: uint("max_bulk_items", 1, 1_000_000)? as usize,
-        max_header_bytes: uint("max_header_bytes", 8192, 1 << 20)? as usize,
-        max_connections: uint("max_connections", 0, 1_000_000)? as usize,
-        header_read_timeout_seconds: uint("header_read_timeout_seconds", 1, 3600)?,
-        body_read_timeout_seconds: uint("body_read_timeout_seconds", 1, 3600)?,
-        idle_timeout_seconds: uint("idle_timeout_seconds", 1, 86_400)?,
-        shutdown_timeout_seconds: uint("shutdown_timeout_seconds", 0, 3600)?,
-        metrics_require_key: boolean("metrics_require_key")?,
-        log_level,
-        log_format,
-        synchronous,
-    })
+        let mk = self.string("master_key_file")?;
+        let master_key_file = if mk.is_empty() {
+            data_dir.join("master.key")
+        } else {
+            PathBuf::from(mk)
+        };
+        let workers = match self.uint("workers", 0, 1024)? as usize {
+            0 => 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        use LogLevel::*;
+        Ok(Config {
+            listen,
+            data_dir,
+            master_key_file,
+            workers,
+            rate_limit_per_second: self.float("rate_limit_per_second")?,
+            rate_limit_burst: self.float("rate_limit_burst")?.max(1.0),
+            auth_failure_rate_per_second: self.float("auth_failure_rate_per_second")?,
+            auth_failure_burst: self.float("auth_failure_burst")?.max(1.0),
+            max_body_bytes: self.uint("max_body_bytes", 1024, 1 << 30)? as usize,
+            max_bulk_items: self.uint("max_bulk_items", 1, 1_000_000)? as usize,
+            max_header_bytes: self.uint("max_header_bytes", 8192, 1 << 20)? as usize,
+            max_connections: self.uint("max_connections", 0, 1_000_000)? as usize,
+            header_read_timeout_seconds: self.uint("header_read_timeout_seconds", 1, 3600)?,
+            body_read_timeout_seconds: self.uint("body_read_timeout_seconds", 1, 3600)?,
+            idle_timeout_seconds: self.uint("idle_timeout_seconds", 1, 86_400)?,
+            shutdown_timeout_seconds: self.uint("shutdown_timeout_seconds", 0, 3600)?,
+            metrics_require_key: self.boolean("metrics_require_key")?,
+            log_level: self.choice(
+                "log_level",
+                &[
+                    ("error", Error),
+                    ("warn", Warn),
+                    ("info", Info),
+                    ("debug", Debug),
+                ],
+            )?,
+            log_format: self.choice(
+                "log_format",
+                &[("text", LogFormat::Text), ("json", LogFormat::Json)],
+            )?,
+            synchronous: self.choice(
+                "synchronous",
+                &[("normal", Synchronous::Normal), ("full", Synchronous::Full)],
+            )?,
+        })
+    }
 }
 
 fn known_key(k: &str) -> Option<&'static str> {

@@ -231,7 +231,7 @@ pub fn gzip(body: &[u8]) -> Vec<u8> {
         Vec::with_capacity(body.len() / 2 + 64),
         flate2::Compression::fast(),
     );
-    let _ = e.write_all(body);
+    e.write_all(body).ok();
     e.finish().unwrap_or_default()
 }
 

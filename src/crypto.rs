@@ -294,7 +294,7 @@ pub fn new_api_key_secret() -> String {
     let mut bytes = [0u8; 32];
     // The OS randomness source does not fail on the platforms we support; a
     // zero key would be refused below anyway.
-    let _ = orion::util::secure_rand_bytes(&mut bytes);
+    orion::util::secure_rand_bytes(&mut bytes).ok();
     assert!(bytes.iter().any(|b| *b != 0), "no randomness available");
     format!(
         "pp_{}",

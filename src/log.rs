@@ -11,7 +11,7 @@ use crate::pb::Timestamp;
 static SETTINGS: OnceLock<(LogLevel, LogFormat)> = OnceLock::new();
 
 pub fn init(level: LogLevel, format: LogFormat) {
-    let _ = SETTINGS.set((level, format));
+    SETTINGS.set((level, format)).ok();
 }
 
 pub fn enabled(level: LogLevel) -> bool {
@@ -40,7 +40,7 @@ pub fn write(level: LogLevel, msg: std::fmt::Arguments<'_>) {
             serde_json::json!({"ts": ts, "level": lvl, "msg": msg.to_string()})
         ),
     };
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    std::io::stderr().lock().write_all(line.as_bytes()).ok();
 }
 
 // The macros are imported from here (`use crate::log::{info, warn};`),

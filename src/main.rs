@@ -1,6 +1,8 @@
 //! proxyplane: flags → config → open store → serve (or run an offline
 //! command). `main()` → `run()` → exit code.
 
+#![cfg_attr(test, allow(clippy::let_underscore_must_use, clippy::too_many_lines))]
+
 mod api;
 mod assign;
 mod auth;
@@ -51,7 +53,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(code) => code,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "proxyplane: {e}");
+            writeln!(std::io::stderr(), "proxyplane: {e}").ok();
             ExitCode::FAILURE
         }
     }
@@ -132,10 +134,10 @@ fn open(
 /// and a rename: `path` is whole or absent, never half written.
 fn write_admin_key(path: &std::path::Path, secret: &str) -> std::io::Result<()> {
     let tmp = path.with_file_name("admin.key.tmp");
-    let _ = std::fs::remove_file(&tmp);
+    std::fs::remove_file(&tmp).ok();
     crypto::write_private(&tmp, format!("{secret}\n").as_bytes())?;
     if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
+        std::fs::remove_file(&tmp).ok();
         return Err(e);
     }
     let dir = path.parent().unwrap_or(std::path::Path::new("."));
@@ -154,44 +156,45 @@ fn create_data_dir(dir: &std::path::Path) -> Result<(), String> {
         .map_err(|e| format!("cannot create data_dir {}: {e}", dir.display()))
 }
 
+/// Before serving: a real write proves the database is writable (a
+/// read-only data dir refuses to start), and an empty database gets its
+/// first ADMIN key, written to `admin.key`.
+fn first_start(pool: &store::Pool, keyring: &Keyring, config: &Config) -> Result<(), String> {
+    let mut conn = pool.get().map_err(|e| e.to_string())?;
+    store::check_writable(&mut conn, &config::db_path(&config.data_dir))?;
+    let empty = store::api_keys::count(&conn).map_err(|e| e.to_string())? == 0;
+    if empty {
+        let path = config.data_dir.join("admin.key");
+        let mut file_error = None;
+        store::write(&mut conn, None, |tx| {
+            let (_, secret) =
+                api::api_keys::create_key(tx, keyring, None, "admin (first start)", Role::Admin)?;
+            // The file is on disk before the key's row commits: a crash
+            // or a failed write in between leaves no key at all, and the
+            // next start makes one again. Committing first left an
+            // instance whose only key nobody had.
+            write_admin_key(&path, &secret).map_err(|e| {
+                let m = format!("cannot write {}: {e}", path.display());
+                file_error = Some(m.clone());
+                error::Error::internal(m)
+            })
+        })
+        .map_err(|e| {
+            file_error
+                .take()
+                .unwrap_or_else(|| format!("creating the first admin key: {e}"))
+        })?;
+        info!(
+            "empty database: created an ADMIN key and wrote it to {}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
     let (pool, keyring) = open(&config, master_env, IfMissing::Create)?;
-    {
-        let mut conn = pool.get().map_err(|e| e.to_string())?;
-        store::check_writable(&mut conn, &config::db_path(&config.data_dir))?;
-        let empty = store::api_keys::count(&conn).map_err(|e| e.to_string())? == 0;
-        if empty {
-            let path = config.data_dir.join("admin.key");
-            let mut file_error = None;
-            store::write(&mut conn, None, |tx| {
-                let (_, secret) = api::api_keys::create_key(
-                    tx,
-                    &keyring,
-                    None,
-                    "admin (first start)",
-                    Role::Admin,
-                )?;
-                // The file is on disk before the key's row commits: a crash
-                // or a failed write in between leaves no key at all, and the
-                // next start makes one again. Committing first left an
-                // instance whose only key nobody had.
-                write_admin_key(&path, &secret).map_err(|e| {
-                    let m = format!("cannot write {}: {e}", path.display());
-                    file_error = Some(m.clone());
-                    error::Error::internal(m)
-                })
-            })
-            .map_err(|e| {
-                file_error
-                    .take()
-                    .unwrap_or_else(|| format!("creating the first admin key: {e}"))
-            })?;
-            info!(
-                "empty database: created an ADMIN key and wrote it to {}",
-                path.display()
-            );
-        }
-    }
+    first_start(&pool, &keyring, &config)?;
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -199,8 +202,8 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
         let (db, workers) = (config::db_path(&config.data_dir), config.workers);
         move || {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "listening on {addr}");
-            let _ = out.flush();
+            writeln!(out, "listening on {addr}").ok();
+            out.flush().ok();
             info!(
                 "proxyplane {} serving {} on {addr} with {workers} workers",
                 env!("CARGO_PKG_VERSION"),
@@ -221,42 +224,9 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
         keys: keyring,
         config,
     });
-    // Writes keys' last use in batches, off the request path, until told to
-    // stop (it must not outlive serve: its State holds the connection pool,
-    // and the WAL is removed when the last connection closes).
-    let (stop_flusher, stopped) = std::sync::mpsc::channel::<()>();
-    let flusher = {
-        let st = state.clone();
-        std::thread::Builder::new()
-            .name("proxyplane-last-used".into())
-            .spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(auth::FLUSH_EVERY)
-                {
-                    if let Err(e) = st.last_used.flush(&st.db, Duration::from_secs(1)) {
-                        warn!("could not record API keys' last use (will retry): {e}");
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start a thread: {e}"))?
-    };
-    // Finishes key rotations in the background, and resumes any a stop or
-    // crash interrupted.
-    let rotations = api::key_rotation::spawn(state.clone())
-        .map_err(|e| format!("cannot start the key rotation thread: {e}"))?;
+    let background = Background::start(&state)?;
     let served = server::run(state.clone(), listener, ready);
-    // Background work stops before State is dropped (see above).
-    state
-        .shutting_down
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    api::key_rotation::wake();
-    if rotations.join().is_err() {
-        warn!("the key rotation thread stopped with a panic");
-    }
-    drop(stop_flusher);
-    if flusher.join().is_err() {
-        warn!("the last-use writer stopped with a panic");
-    }
+    background.stop(&state);
     served?;
     if let Err(e) = state.last_used.flush(&state.db, store::BUSY_TIMEOUT) {
         warn!("could not record API keys' last use at shutdown: {e}");
@@ -277,6 +247,56 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
     drop(state);
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Work beside the server: keys' last use written in batches, and key
+/// rotations finished (and resumed after a stop or crash). It stops before
+/// `serve` drops its State, which holds the connection pool: the WAL is
+/// removed when the last connection closes.
+struct Background {
+    flusher: std::thread::JoinHandle<()>,
+    stop_flusher: std::sync::mpsc::Sender<()>,
+    rotations: std::thread::JoinHandle<()>,
+}
+
+impl Background {
+    fn start(state: &Arc<ctx::State>) -> Result<Background, String> {
+        let (stop_flusher, stopped) = std::sync::mpsc::channel::<()>();
+        let st = state.clone();
+        let flusher = std::thread::Builder::new()
+            .name("proxyplane-last-used".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(auth::FLUSH_EVERY)
+                {
+                    if let Err(e) = st.last_used.flush(&st.db, Duration::from_secs(1)) {
+                        warn!("could not record API keys' last use (will retry): {e}");
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        let rotations = api::key_rotation::spawn(state.clone())
+            .map_err(|e| format!("cannot start the key rotation thread: {e}"))?;
+        Ok(Background {
+            flusher,
+            stop_flusher,
+            rotations,
+        })
+    }
+
+    fn stop(self, state: &ctx::State) {
+        state
+            .shutting_down
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        api::key_rotation::wake();
+        if self.rotations.join().is_err() {
+            warn!("the key rotation thread stopped with a panic");
+        }
+        drop(self.stop_flusher);
+        if self.flusher.join().is_err() {
+            warn!("the last-use writer stopped with a panic");
+        }
+    }
 }
 
 fn check(config: &Config, master_env: Option<&str>) -> Result<ExitCode, String> {

@@ -84,9 +84,55 @@ impl Metrics {
     /// The Prometheus text exposition; `sessions` are (state, count) pairs.
     pub fn render(&self, sessions: &[(&str, i64)]) -> String {
         let mut s = String::new();
-        let name = |i: usize| self.names.get(i).copied().unwrap_or("unknown");
-        s.push_str("# HELP proxyplane_requests_total Requests by method and Connect code.\n");
-        s.push_str("# TYPE proxyplane_requests_total counter\n");
+        self.render_requests(&mut s);
+        self.render_latency(&mut s);
+        family(
+            &mut s,
+            "proxyplane_rate_limited_total",
+            "counter",
+            "Requests refused by a rate limiter.",
+        );
+        line(
+            &mut s,
+            format_args!(
+                "proxyplane_rate_limited_total {}",
+                self.rate_limited.load(Relaxed)
+            ),
+        );
+        family(
+            &mut s,
+            "proxyplane_open_connections",
+            "gauge",
+            "Open HTTP connections.",
+        );
+        line(
+            &mut s,
+            format_args!(
+                "proxyplane_open_connections {}",
+                self.open_connections.load(Relaxed)
+            ),
+        );
+        family(&mut s, "proxyplane_sessions", "gauge", "Sessions by state.");
+        for (state, n) in sessions {
+            line(
+                &mut s,
+                format_args!("proxyplane_sessions{{state=\"{state}\"}} {n}"),
+            );
+        }
+        s
+    }
+
+    fn name(&self, i: usize) -> &'static str {
+        self.names.get(i).copied().unwrap_or("unknown")
+    }
+
+    fn render_requests(&self, s: &mut String) {
+        family(
+            s,
+            "proxyplane_requests_total",
+            "counter",
+            "Requests by method and Connect code.",
+        );
         for (i, m) in self.methods.iter().enumerate() {
             for (ci, c) in m.by_code.iter().enumerate() {
                 let n = c.load(Relaxed);
@@ -96,66 +142,72 @@ impl Metrics {
                     } else {
                         Code::ALL[ci - 1].as_str()
                     };
-                    let _ = writeln!(
+                    line(
                         s,
-                        "proxyplane_requests_total{{method=\"{}\",code=\"{code}\"}} {n}",
-                        name(i)
+                        format_args!(
+                            "proxyplane_requests_total{{method=\"{}\",code=\"{code}\"}} {n}",
+                            self.name(i)
+                        ),
                     );
                 }
             }
         }
-        s.push_str("# HELP proxyplane_request_duration_seconds Request latency by method.\n");
-        s.push_str("# TYPE proxyplane_request_duration_seconds histogram\n");
+    }
+
+    fn render_latency(&self, s: &mut String) {
+        family(
+            s,
+            "proxyplane_request_duration_seconds",
+            "histogram",
+            "Request latency by method.",
+        );
         for (i, m) in self.methods.iter().enumerate() {
             let count = m.count.load(Relaxed);
             if count == 0 {
                 continue;
             }
+            let name = self.name(i);
             let mut cum = 0;
             for (b, n) in BUCKETS.iter().zip(&m.buckets) {
                 cum += n.load(Relaxed);
-                let _ = writeln!(
+                line(
                     s,
-                    "proxyplane_request_duration_seconds_bucket{{method=\"{}\",le=\"{b}\"}} {cum}",
-                    name(i)
+                    format_args!(
+                        "proxyplane_request_duration_seconds_bucket{{method=\"{name}\",le=\"{b}\"}} {cum}"
+                    ),
                 );
             }
-            let _ = writeln!(
+            line(
                 s,
-                "proxyplane_request_duration_seconds_bucket{{method=\"{}\",le=\"+Inf\"}} {count}",
-                name(i)
+                format_args!(
+                    "proxyplane_request_duration_seconds_bucket{{method=\"{name}\",le=\"+Inf\"}} {count}"
+                ),
             );
-            let _ = writeln!(
+            line(
                 s,
-                "proxyplane_request_duration_seconds_sum{{method=\"{}\"}} {}",
-                name(i),
-                m.sum_micros.load(Relaxed) as f64 / 1e6
+                format_args!(
+                    "proxyplane_request_duration_seconds_sum{{method=\"{name}\"}} {}",
+                    m.sum_micros.load(Relaxed) as f64 / 1e6
+                ),
             );
-            let _ = writeln!(
+            line(
                 s,
-                "proxyplane_request_duration_seconds_count{{method=\"{}\"}} {count}",
-                name(i)
+                format_args!(
+                    "proxyplane_request_duration_seconds_count{{method=\"{name}\"}} {count}"
+                ),
             );
         }
-        s.push_str("# HELP proxyplane_rate_limited_total Requests refused by a rate limiter.\n");
-        s.push_str("# TYPE proxyplane_rate_limited_total counter\n");
-        let _ = writeln!(
-            s,
-            "proxyplane_rate_limited_total {}",
-            self.rate_limited.load(Relaxed)
-        );
-        s.push_str("# HELP proxyplane_open_connections Open HTTP connections.\n");
-        s.push_str("# TYPE proxyplane_open_connections gauge\n");
-        let _ = writeln!(
-            s,
-            "proxyplane_open_connections {}",
-            self.open_connections.load(Relaxed)
-        );
-        s.push_str("# HELP proxyplane_sessions Sessions by state.\n");
-        s.push_str("# TYPE proxyplane_sessions gauge\n");
-        for (state, n) in sessions {
-            let _ = writeln!(s, "proxyplane_sessions{{state=\"{state}\"}} {n}");
-        }
-        s
     }
+}
+
+/// The HELP and TYPE lines of a metric family.
+fn family(s: &mut String, name: &str, kind: &str, help: &str) {
+    line(s, format_args!("# HELP {name} {help}"));
+    line(s, format_args!("# TYPE {name} {kind}"));
+}
+
+fn line(s: &mut String, args: std::fmt::Arguments<'_>) {
+    // Writing to a String cannot fail.
+    s.write_fmt(args).ok();
+    s.push('\n');
 }

@@ -197,6 +197,13 @@ impl Every {
     }
 }
 
+/// Rate-limited log lines of the accept loop.
+struct AcceptLogs {
+    shed: Every,
+    full: Every,
+    failed: Every,
+}
+
 async fn serve(
     state: Arc<State>,
     listener: std::net::TcpListener,
@@ -212,70 +219,25 @@ async fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = JoinSet::new();
     let mut signal = pin!(shutdown_signal(signals));
-    let mut shed_log = Every::new(Duration::from_secs(10));
-    let mut full_log = Every::new(Duration::from_secs(10));
-    let mut accept_log = Every::new(Duration::from_secs(10));
-    'accept: loop {
+    let every = || Every::new(Duration::from_secs(10));
+    let mut logs = AcceptLogs {
+        shed: every(),
+        full: every(),
+        failed: every(),
+    };
+    loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    // Out of file descriptors and the like: back off, keep
-                    // serving; when out of files, close an idle connection
-                    // so the next accept can succeed.
-                    let out_of_files = [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
-                        .iter()
-                        .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
-                    let shed = out_of_files && registry.shed_for_a_file();
-                    if let Some(n) = accept_log.note() {
-                        warn!(
-                            "accept failed ({n} time(s) since the last report): {e}{}",
-                            if shed { "; closed an idle connection" } else { "" }
-                        );
-                    }
-                    // Once the shed connection has closed (its file is
-                    // free), or after a pause.
-                    let pause = Duration::from_millis(50);
-                    if shed {
-                        let _ = tokio::time::timeout(pause, registry.changed.notified()).await;
-                    } else {
-                        tokio::time::sleep(pause).await;
-                    }
+                    accept_failed(&e, &registry, &mut logs).await;
                     continue;
                 }
             },
             _ = &mut signal => break,
         };
-        // Accepting never stops at the cap (that would leave new clients in
-        // the kernel's backlog behind connections that do nothing): make
-        // room by closing a connection at rest, or, when every connection
-        // has a request in flight, hold this one until a request finishes.
-        loop {
-            match registry.admit() {
-                Admit::Room => break,
-                Admit::Shed => {
-                    if let Some(n) = shed_log.note() {
-                        warn!(
-                            "connection cap ({cap}) reached: closed {n} idle connection(s) to admit new ones"
-                        );
-                    }
-                    break;
-                }
-                Admit::Full => {
-                    if full_log.note().is_some() {
-                        warn!(
-                            "connection cap ({cap}) reached with a request in flight on every connection; \
-                             new connections wait until one finishes"
-                        );
-                    }
-                    tokio::select! {
-                        _ = registry.changed.notified() => {}
-                        // Belt and braces: look again even without a wake-up.
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = &mut signal => break 'accept,
-                    }
-                }
-            }
+        if !make_room(&registry, &mut logs, &mut signal).await {
+            break;
         }
         let slot = registry.register();
         conns.spawn(connection(
@@ -289,12 +251,88 @@ async fn serve(
         while conns.try_join_next().is_some() {}
     }
     drop(listener);
+    drain(&state, conns, stop_tx).await;
+    Ok(())
+}
+
+/// Out of file descriptors and the like: back off, keep serving; when out
+/// of files, close an idle connection so the next accept can succeed.
+async fn accept_failed(e: &std::io::Error, registry: &Registry, logs: &mut AcceptLogs) {
+    let out_of_files = [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
+        .iter()
+        .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
+    let shed = out_of_files && registry.shed_for_a_file();
+    if let Some(n) = logs.failed.note() {
+        warn!(
+            "accept failed ({n} time(s) since the last report): {e}{}",
+            if shed {
+                "; closed an idle connection"
+            } else {
+                ""
+            }
+        );
+    }
+    // Once the shed connection has closed (its file is free), or after a
+    // pause.
+    let pause = Duration::from_millis(50);
+    if shed {
+        tokio::time::timeout(pause, registry.changed.notified())
+            .await
+            .ok();
+    } else {
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// Accepting never stops at the cap (that would leave new clients in the
+/// kernel's backlog behind connections that do nothing): make room by
+/// closing a connection at rest, or, when every connection has a request in
+/// flight, hold this one until a request finishes. False when a shutdown
+/// signal came first.
+async fn make_room(
+    registry: &Registry,
+    logs: &mut AcceptLogs,
+    signal: &mut (impl std::future::Future<Output = ()> + Unpin),
+) -> bool {
+    let cap = registry.cap;
+    loop {
+        match registry.admit() {
+            Admit::Room => return true,
+            Admit::Shed => {
+                if let Some(n) = logs.shed.note() {
+                    warn!(
+                        "connection cap ({cap}) reached: closed {n} idle connection(s) to admit new ones"
+                    );
+                }
+                return true;
+            }
+            Admit::Full => {
+                if logs.full.note().is_some() {
+                    warn!(
+                        "connection cap ({cap}) reached with a request in flight on every connection; \
+                         new connections wait until one finishes"
+                    );
+                }
+                tokio::select! {
+                    _ = registry.changed.notified() => {}
+                    // Belt and braces: look again even without a wake-up.
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = &mut *signal => return false,
+                }
+            }
+        }
+    }
+}
+
+/// Graceful shutdown: no new requests on open connections, those in flight
+/// finish within the grace period, the rest are closed.
+async fn drain(state: &State, mut conns: JoinSet<()>, stop_tx: watch::Sender<bool>) {
     info!(
         "shutting down: no new connections; finishing {} open ones",
         conns.len()
     );
     state.shutting_down.store(true, Ordering::SeqCst);
-    let _ = stop_tx.send(true);
+    stop_tx.send(true).ok();
     let grace = Duration::from_secs(state.config.shutdown_timeout_seconds);
     if tokio::time::timeout(grace, async { while conns.join_next().await.is_some() {} })
         .await
@@ -306,7 +344,6 @@ async fn serve(
         );
         conns.abort_all();
     }
-    Ok(())
 }
 
 /// What the accept loop may do with a new connection.
@@ -546,7 +583,9 @@ async fn linger(stream: &mut Tracked) {
 
 /// Sends FIN (hyper was told not to: the socket may still be drained).
 async fn close_write(stream: &mut Tracked) {
-    let _ = std::future::poll_fn(|cx| Pin::new(&mut stream.stream).poll_shutdown(cx)).await;
+    std::future::poll_fn(|cx| Pin::new(&mut stream.stream).poll_shutdown(cx))
+        .await
+        .ok();
 }
 
 type Handled = Pin<Box<dyn Future<Output = Result<Resp, Infallible>> + Send>>;
@@ -559,7 +598,7 @@ async fn connection(
     registry: Arc<Registry>,
     slot: Arc<Slot>,
 ) {
-    let _ = stream.set_nodelay(true);
+    stream.set_nodelay(true).ok();
     state
         .metrics
         .open_connections
@@ -723,54 +762,41 @@ async fn call(
     peer: IpAddr,
 ) -> (Resp, Option<Code>) {
     let method = &METHODS[index];
+    let (call, body) = match read_call(state, method, req).await {
+        Ok(x) => x,
+        Err(refused) => return refused,
+    };
+    let st = state.clone();
+    let codec = call.codec;
+    let result = tokio::task::block_in_place(move || {
+        // A panicking handler is a 500 for its request, not a dropped
+        // connection or a dead worker.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            connect::unary(&st, method, &call, &body, peer)
+        }))
+        .unwrap_or_else(|_| Err(Error::internal("handler panicked")))
+    });
+    answer(method, codec.content_type(), result)
+}
+
+/// The call's protocol parameters and its (still compressed) body, or the
+/// refusal to send (the connection is closed after it: an unread body must
+/// not be taken for the next request).
+async fn read_call(
+    state: &State,
+    method: &rpc::Method,
+    req: Request<Incoming>,
+) -> Result<(Call, Vec<u8>), (Resp, Option<Code>)> {
     let reject = |r: Reject| {
         let code = r.error.code;
         (closing(error_response(r.status, &r.error)), Some(code))
     };
     let now = Instant::now();
-    let limit = state.config.max_body_bytes;
-    let (call, body): (Call, Vec<u8>) = match *req.method() {
-        Verb::POST => {
-            let call = match connect::parse_post(&headers(req.headers()), now) {
-                Ok(c) => c,
-                Err(r) => return reject(r),
-            };
-            let declared =
-                header(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|n| n > limit as u64) {
-                return reject(connect::too_large(limit).into());
-            }
-            let read = Limited::new(req.into_body(), limit).collect();
-            match tokio::time::timeout(
-                Duration::from_secs(state.config.body_read_timeout_seconds),
-                read,
-            )
-            .await
-            {
-                Ok(Ok(b)) => (call, b.to_bytes().to_vec()),
-                Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
-                    return reject(connect::too_large(limit).into())
-                }
-                Ok(Err(_)) => {
-                    return reject(Error::invalid("The request body could not be read.").into())
-                }
-                Err(_) => {
-                    return reject(
-                        Error::new(
-                            Code::DeadlineExceeded,
-                            "The request body did not arrive in time.",
-                        )
-                        .into(),
-                    )
-                }
-            }
-        }
+    match *req.method() {
+        Verb::POST => read_post(state, req, now).await.map_err(reject),
         Verb::GET if method.read_only => {
             let query = req.uri().query().unwrap_or("");
-            match connect::parse_get(query, &headers(req.headers()), now) {
-                Ok(x) => x,
-                Err(r) => return reject(r),
-            }
+            connect::parse_get(query, &headers(req.headers()), now).map_err(reject)
         }
         _ => {
             let allow = if method.read_only {
@@ -789,22 +815,54 @@ async fn call(
             let mut r = closing(error_response(405, &e));
             r.headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static(allow));
-            return (r, Some(Code::Unimplemented));
+            Err((r, Some(Code::Unimplemented)))
         }
-    };
-    let st = state.clone();
-    let codec = call.codec;
-    let result = tokio::task::block_in_place(move || {
-        // A panicking handler is a 500 for its request, not a dropped
-        // connection or a dead worker.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            connect::unary(&st, method, &call, &body, peer)
-        }))
-        .unwrap_or_else(|_| Err(Error::internal("handler panicked")))
-    });
+    }
+}
+
+/// A POST's body, within the size limit and the body timeout.
+async fn read_post(
+    state: &State,
+    req: Request<Incoming>,
+    now: Instant,
+) -> Result<(Call, Vec<u8>), Reject> {
+    let call = connect::parse_post(&headers(req.headers()), now)?;
+    let limit = state.config.max_body_bytes;
+    let declared =
+        header(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(connect::too_large(limit).into());
+    }
+    let read = Limited::new(req.into_body(), limit).collect();
+    match tokio::time::timeout(
+        Duration::from_secs(state.config.body_read_timeout_seconds),
+        read,
+    )
+    .await
+    {
+        Ok(Ok(b)) => Ok((call, b.to_bytes().to_vec())),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(connect::too_large(limit).into())
+        }
+        Ok(Err(_)) => Err(Error::invalid("The request body could not be read.").into()),
+        Err(_) => Err(Error::new(
+            Code::DeadlineExceeded,
+            "The request body did not arrive in time.",
+        )
+        .into()),
+    }
+}
+
+/// The HTTP response for a call's outcome; causes of errors are logged
+/// with a request id, never sent.
+fn answer(
+    method: &rpc::Method,
+    content_type: &str,
+    result: Result<connect::Reply, Error>,
+) -> (Resp, Option<Code>) {
     match result {
         Ok(reply) => {
-            let mut r = response(200, codec.content_type(), reply.body);
+            let mut r = response(200, content_type, reply.body);
             if reply.gzipped {
                 r.headers_mut()
                     .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));

@@ -1,3 +1,9 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::let_underscore_must_use,
+    clippy::too_many_lines
+)]
 //! Integration tests: the real `proxyplane` binary on 127.0.0.1:0, driven
 //! over raw HTTP/1.1 and its command line. One test binary (`cargo test
 //! --test it`); `common` is the harness every module shares.
