@@ -15,6 +15,7 @@ mod crypto;
 mod ctx;
 mod cursor;
 mod error;
+mod fastjson;
 mod ids;
 mod log;
 mod metrics;

@@ -33,7 +33,7 @@ fn typed<Req, Resp>(
 ) -> Result<Vec<u8>>
 where
     Req: prost::Message + serde::de::DeserializeOwned + Default + Scoped,
-    Resp: prost::Message + serde::Serialize,
+    Resp: prost::Message + serde::Serialize + 'static,
 {
     let req = codec::decode::<Req>(codec, body)?;
     // The tenant check, once for every method.
