@@ -19,6 +19,11 @@ pub struct Principal {
     pub role: Role,
     /// None for ADMIN keys.
     pub workspace: Option<WorkspaceId>,
+    /// The authentication epoch the key was last found valid at; the
+    /// request's own transaction checks it (`still_valid`).
+    pub verified_at: i64,
+    /// The keyed hash of the secret (the cache's key).
+    hash: [u8; 32],
 }
 
 impl Principal {
@@ -63,23 +68,87 @@ pub fn bearer(header: Option<&str>) -> Option<&str> {
 }
 
 /// Resolves a secret to its key; unknown and revoked keys are unauthenticated.
-/// Reads only: when the key was used is kept in `LastUsed`, not written here.
-pub fn authenticate(c: &Connection, master: &MasterKey, secret: &str) -> Result<Principal> {
+/// A key found valid before comes from `cache` without a database read; the
+/// request's transaction then confirms it (`still_valid`), so a revocation
+/// applies from the next request on, as without the cache.
+pub fn authenticate(
+    pool: &store::Pool,
+    master: &MasterKey,
+    secret: &str,
+    cache: &KeyCache,
+) -> Result<Principal> {
     if !secret.starts_with("pp_") || secret.len() > 200 {
         return Err(Error::unauthenticated());
     }
     let hash = master.hash_api_key(secret);
-    let key = store::api_keys::by_hash(c, &hash)?.ok_or_else(Error::unauthenticated)?;
+    if let Some(p) = cache.get(&hash) {
+        return Ok(p);
+    }
+    let conn = pool.get()?;
+    let key = store::api_keys::by_hash(&conn, &hash)?.ok_or_else(Error::unauthenticated)?;
     if key.revoked {
         return Err(Error::unauthenticated());
     }
     let role = Role::from_i32(key.role)
         .ok_or_else(|| Error::internal("stored key has an unknown role"))?;
-    Ok(Principal {
+    let p = Principal {
         key_id: key.id,
         role,
         workspace: key.workspace,
-    })
+        verified_at: key.epoch,
+        hash,
+    };
+    cache.put(p);
+    Ok(p)
+}
+
+/// Confirms, in the snapshot of the request's transaction, that the key is
+/// still valid: the authentication epoch (bumped by triggers on every
+/// revocation and deletion of a key, by the API, the offline CLI or a
+/// workspace delete alike) has not moved since the key was found valid, or,
+/// if it has, the key itself is still there and not revoked.
+pub fn still_valid(c: &Connection, p: &Principal, cache: &KeyCache) -> Result<()> {
+    let epoch = store::api_keys::auth_epoch(c)?;
+    if epoch == p.verified_at {
+        return Ok(());
+    }
+    if store::api_keys::is_live(c, p.key_id)? {
+        cache.put(Principal {
+            verified_at: epoch,
+            ..*p
+        });
+        Ok(())
+    } else {
+        cache.remove(&p.hash);
+        Err(Error::unauthenticated())
+    }
+}
+
+/// Keys found valid, by the keyed hash of their secret. Only valid keys go
+/// in, so its size is bounded by the keys that exist (and capped anyway).
+#[derive(Default)]
+pub struct KeyCache {
+    keys: Mutex<HashMap<[u8; 32], Principal>>,
+}
+
+const KEY_CACHE_MAX: usize = 100_000;
+
+impl KeyCache {
+    fn get(&self, hash: &[u8; 32]) -> Option<Principal> {
+        let m = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(hash).copied()
+    }
+    fn put(&self, p: Principal) {
+        let mut m = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= KEY_CACHE_MAX && !m.contains_key(&p.hash) {
+            m.clear();
+        }
+        m.insert(p.hash, p);
+    }
+    fn remove(&self, hash: &[u8; 32]) {
+        let mut m = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        m.remove(hash);
+    }
 }
 
 /// When each key was last used, kept in memory and written to the database

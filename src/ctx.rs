@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use rusqlite::Transaction;
 
-use crate::auth::{LastUsed, Principal};
+use crate::auth::{self, KeyCache, LastUsed, Principal};
 use crate::config::Config;
 use crate::crypto::Keyring;
 use crate::error::{Error, Result};
@@ -26,6 +26,7 @@ pub struct State {
     pub ip_limiter: Limiter<IpAddr>,
     pub metrics: Metrics,
     pub last_used: LastUsed,
+    pub key_cache: KeyCache,
     pub shutting_down: AtomicBool,
 }
 
@@ -38,6 +39,25 @@ pub struct Ctx<'a> {
     /// the handler runs (`scope::Scoped`); None for instance-wide requests.
     pub workspace: Option<WorkspaceId>,
     pub deadline: Option<Instant>,
+    /// Whether this call's use of its key was recorded already.
+    pub used: bool,
+}
+
+/// Confirms the caller's key in a transaction's snapshot (a cached key may
+/// have been revoked since), then records the use once per call.
+fn confirm<'a>(
+    state: &'a State,
+    p: Principal,
+    used: &'a mut bool,
+) -> impl FnOnce(&Transaction) -> Result<()> + 'a {
+    move |tx| {
+        auth::still_valid(tx, &p, &state.key_cache)?;
+        if !*used {
+            *used = true;
+            state.last_used.record(p.key_id, store::now_ms());
+        }
+        Ok(())
+    }
 }
 
 impl Ctx<'_> {
@@ -48,10 +68,22 @@ impl Ctx<'_> {
         })
     }
 
+    /// A read transaction; the caller's key is confirmed in its snapshot.
     pub fn read<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        store::read(self.conn, f)
+        let conn = &mut *self.conn;
+        let confirm = confirm(self.state, self.principal, &mut self.used);
+        store::read(conn, |tx| {
+            confirm(tx)?;
+            f(tx)
+        })
     }
+    /// A write transaction; the caller's key is confirmed in it.
     pub fn write<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
-        store::write(self.conn, self.deadline, f)
+        let conn = &mut *self.conn;
+        let confirm = confirm(self.state, self.principal, &mut self.used);
+        store::write(conn, self.deadline, |tx| {
+            confirm(tx)?;
+            f(tx)
+        })
     }
 }

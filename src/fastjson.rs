@@ -185,8 +185,25 @@ mod tests {
 
     fn text(rng: &mut impl Rng) -> String {
         const PIECES: &[&str] = &[
-            "", "a", "user-018f", "p@ss:w/rd", "\"", "\\", "\n", "\r\t", "\u{0}", "\u{1f}",
-            "\u{7f}", "é", "日本", "\u{2028}", "🦀", "{token}", "%41", "<>&'", "\u{8}\u{c}",
+            "",
+            "a",
+            "user-018f",
+            "p@ss:w/rd",
+            "\"",
+            "\\",
+            "\n",
+            "\r\t",
+            "\u{0}",
+            "\u{1f}",
+            "\u{7f}",
+            "é",
+            "日本",
+            "\u{2028}",
+            "🦀",
+            "{token}",
+            "%41",
+            "<>&'",
+            "\u{8}\u{c}",
         ];
         (0..rng.random_range(0..6))
             .map(|_| PIECES[rng.random_range(0..PIECES.len())])

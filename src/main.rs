@@ -220,6 +220,7 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
         ),
         metrics: metrics::Metrics::new(rpc::METHODS.iter().map(|m| m.name).collect()),
         last_used: auth::LastUsed::default(),
+        key_cache: auth::KeyCache::default(),
         shutting_down: AtomicBool::new(false),
         db: pool,
         keys: keyring,

@@ -13,7 +13,6 @@ use crate::ctx::{Ctx, State};
 use crate::error::{Code, Error, Result};
 use crate::role::Access;
 use crate::scope::Scoped;
-use crate::store;
 
 type Run = fn(&mut Ctx, Codec, &[u8]) -> Result<Vec<u8>>;
 
@@ -122,13 +121,12 @@ pub fn authenticate(state: &State, authorization: Option<&str>, peer: IpAddr) ->
     let Some(secret) = auth::bearer(authorization) else {
         return Err(failed(Error::unauthenticated()));
     };
-    let conn = state.db.get()?;
-    let principal = match auth::authenticate(&conn, state.keys.master(), secret) {
-        Ok(p) => p,
-        Err(e) if e.code == Code::Unauthenticated => return Err(failed(e)),
-        Err(e) => return Err(e),
-    };
-    state.last_used.record(principal.key_id, store::now_ms());
+    let principal =
+        match auth::authenticate(&state.db, state.keys.master(), secret, &state.key_cache) {
+            Ok(p) => p,
+            Err(e) if e.code == Code::Unauthenticated => return Err(failed(e)),
+            Err(e) => return Err(e),
+        };
     state
         .key_limiter
         .take(principal.key_id)
@@ -163,6 +161,7 @@ pub fn run(
         principal,
         workspace: None,
         deadline,
+        used: false,
     };
     let out = (method.run)(&mut ctx, codec, body)?;
     // A write that ran out of time was rolled back before commit; a read

@@ -912,6 +912,9 @@ async fn metrics(state: &Arc<State>, req: &Request<Incoming>, peer: IpAddr) -> R
         if st.config.metrics_require_key {
             // The same checks and limits as every RPC; ADMIN keys only.
             let p = rpc::authenticate(&st, authz.as_deref(), peer)?;
+            // No transaction of its own to confirm a cached key in.
+            crate::auth::still_valid(&*st.db.get()?, &p, &st.key_cache)?;
+            st.last_used.record(p.key_id, store::now_ms());
             if !p.is_admin() {
                 return Err(Error::denied());
             }

@@ -58,11 +58,33 @@ pub struct KeyAuth {
     pub workspace: Option<WorkspaceId>,
     pub role: i32,
     pub revoked: bool,
+    /// The authentication epoch in the same snapshot.
+    pub epoch: i64,
+}
+
+/// Bumped by triggers whenever a key is revoked or deleted (schema
+/// version 3), so a cached "this key is valid" is checked with one read.
+pub fn auth_epoch(c: &Connection) -> Result<i64> {
+    Ok(
+        c.prepare_cached("SELECT epoch FROM auth_epoch WHERE id = 1")?
+            .query_row([], |r| r.get(0))?,
+    )
+}
+
+/// Whether a key exists and is not revoked.
+pub fn is_live(c: &Connection, id: ApiKeyId) -> Result<bool> {
+    Ok(
+        c.prepare_cached("SELECT 1 FROM api_keys WHERE id = ?1 AND revoked_at IS NULL")?
+            .query_row([id], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
 }
 
 pub fn by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<KeyAuth>> {
     Ok(c.prepare_cached(
-        "SELECT id, workspace_id, role, revoked_at IS NOT NULL FROM api_keys WHERE hash = ?1",
+        "SELECT id, workspace_id, role, revoked_at IS NOT NULL, (SELECT epoch FROM auth_epoch WHERE id = 1) \
+         FROM api_keys WHERE hash = ?1",
     )?
     .query_row([&hash[..]], |r| {
         Ok(KeyAuth {
@@ -70,6 +92,7 @@ pub fn by_hash(c: &Connection, hash: &[u8; 32]) -> Result<Option<KeyAuth>> {
             workspace: r.get(1)?,
             role: r.get(2)?,
             revoked: r.get(3)?,
+            epoch: r.get(4)?,
         })
     })
     .optional()?)

@@ -19,10 +19,12 @@ use crate::config::Synchronous;
 use crate::error::{Error, Result};
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 const SCHEMA: &str = include_str!("../../schema.sql");
 /// Version 2: session counters for /metrics (also in schema.sql).
 const V2_SESSION_COUNTS: &str = include_str!("v2_session_counts.sql");
+/// Version 3: the authentication epoch (also in schema.sql).
+const V3_AUTH_EPOCH: &str = include_str!("../../migrations/0003_auth_epoch.sql");
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
@@ -191,6 +193,12 @@ fn migrate(c: &mut Connection) -> Result<(), String> {
         )
         .map_err(|e| format!("upgrading to schema version 2: {e}"))?;
         tx.pragma_update(None, "user_version", 2)
+            .map_err(|e| e.to_string())?;
+    }
+    if (1..3).contains(&v) {
+        tx.execute_batch(V3_AUTH_EPOCH)
+            .map_err(|e| format!("upgrading to schema version 3: {e}"))?;
+        tx.pragma_update(None, "user_version", 3)
             .map_err(|e| e.to_string())?;
     }
     // Later versions add `if v < N { ... }` steps here, each in this transaction.

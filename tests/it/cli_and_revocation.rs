@@ -229,3 +229,33 @@ fn backup_copies_the_database_while_the_server_runs() {
     // The server is undisturbed.
     s.create_workspace("after backup");
 }
+
+#[test]
+fn a_key_the_server_has_seen_is_refused_right_after_an_offline_revoke() {
+    // The server keeps keys it found valid in memory; a revocation by the
+    // offline CLI (another process) must still apply on the next request,
+    // to RPCs and to /metrics alike.
+    let s = Server::start_with(&[("PROXYPLANE_METRICS_REQUIRE_KEY", "true")], &[], None);
+    let ws = s.create_workspace("cached");
+    let (key_id, viewer) = s.create_key(&ws, "VIEWER");
+    let body = json!({ "workspaceId": ws });
+    let mut conn = s.conn();
+    for _ in 0..3 {
+        conn.rpc("GetWorkspace", &viewer, &body).ok();
+    }
+    let admin2 = cli_ok(&s.dir, &["keys", "create", "--admin"])
+        .trim()
+        .to_owned();
+    let metrics = |key: &str| s.get("/metrics", &[("Authorization", &bearer(key))]);
+    assert_eq!(metrics(&admin2).status, 200);
+    let admin2_id = key_row(&s.dir, &admin2)[0].clone();
+
+    cli_ok(&s.dir, &["keys", "revoke", &key_id]);
+    conn.rpc("GetWorkspace", &viewer, &body)
+        .assert_error(401, "unauthenticated");
+    cli_ok(&s.dir, &["keys", "revoke", &admin2_id]);
+    metrics(&admin2).assert_error(401, "unauthenticated");
+    // Other keys go on working after the epoch moved.
+    s.rpc("GetWorkspace", &s.admin, body).ok();
+    assert_eq!(metrics(&s.admin).status, 200);
+}

@@ -123,7 +123,9 @@ fn an_upgraded_database_starts_with_the_right_counts() {
         c.execute_batch(
             "DROP TRIGGER session_counts_insert; DROP TRIGGER session_counts_delete;
              DROP TRIGGER session_counts_update; DROP INDEX sessions_cooling;
-             DROP TABLE session_counts; PRAGMA user_version = 1;",
+             DROP TABLE session_counts; DROP TRIGGER auth_epoch_revoke;
+             DROP TRIGGER auth_epoch_delete; DROP TABLE auth_epoch;
+             PRAGMA user_version = 1;",
         )
         .expect("make a v1 database");
     }
@@ -133,7 +135,7 @@ fn an_upgraded_database_starts_with_the_right_counts() {
     let v: i64 = c
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .expect("version");
-    assert_eq!(v, 2);
+    assert!(v >= 2, "upgraded, got version {v}");
 }
 
 #[test]
