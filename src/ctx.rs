@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use rusqlite::Transaction;
+use rusqlite::Connection;
 
 use crate::auth::{self, KeyCache, LastUsed, Principal};
 use crate::config::Config;
@@ -49,7 +49,7 @@ fn confirm<'a>(
     state: &'a State,
     p: Principal,
     used: &'a mut bool,
-) -> impl FnOnce(&Transaction) -> Result<()> + 'a {
+) -> impl FnOnce(&Connection) -> Result<()> + 'a {
     move |tx| {
         auth::still_valid(tx, &p, &state.key_cache)?;
         if !*used {
@@ -69,7 +69,7 @@ impl Ctx<'_> {
     }
 
     /// A read transaction; the caller's key is confirmed in its snapshot.
-    pub fn read<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+    pub fn read<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = &mut *self.conn;
         let confirm = confirm(self.state, self.principal, &mut self.used);
         store::read(conn, |tx| {
@@ -78,7 +78,7 @@ impl Ctx<'_> {
         })
     }
     /// A write transaction; the caller's key is confirmed in it.
-    pub fn write<T>(&mut self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+    pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = &mut *self.conn;
         let confirm = confirm(self.state, self.principal, &mut self.used);
         store::write(conn, self.deadline, |tx| {

@@ -354,8 +354,7 @@ fn keys(config: &Config, master_env: Option<&str>, cmd: KeysCommand) -> Result<E
             println!("{secret}");
         }
         KeysCommand::List => {
-            let rows =
-                store::read(&mut conn, |tx| api::api_keys::list_all(tx)).map_err(|e| e.message)?;
+            let rows = store::read(&mut conn, api::api_keys::list_all).map_err(|e| e.message)?;
             for k in rows {
                 println!("{k}");
             }

@@ -241,7 +241,7 @@ fn pass(state: &State, stopping: &dyn Fn() -> bool) -> bool {
         .db
         .get()
         .map_err(Error::from)
-        .and_then(|mut c| store::read(&mut c, |tx| workspaces::unfinished_rotations(tx)));
+        .and_then(|mut c| store::read(&mut c, workspaces::unfinished_rotations));
     let pending = match pending {
         Ok(p) => p,
         Err(e) => {
@@ -451,17 +451,15 @@ mod tests {
 
         let keys = Keyring::new(master());
         let mut c = db.pool.get().unwrap();
-        let pending = store::read(&mut c, |tx| workspaces::unfinished_rotations(tx)).unwrap();
+        let pending = store::read(&mut c, workspaces::unfinished_rotations).unwrap();
         assert_eq!(pending, vec![ws], "a restart finds the unfinished rotation");
         assert!(run(&mut c, &keys, ws, None, &|| false).unwrap());
         assert!(store::read(&mut c, |tx| progress(tx, ws))
             .unwrap()
             .is_none());
-        assert!(
-            store::read(&mut c, |tx| workspaces::unfinished_rotations(tx))
-                .unwrap()
-                .is_empty()
-        );
+        assert!(store::read(&mut c, workspaces::unfinished_rotations)
+            .unwrap()
+            .is_empty());
         assert_eq!(data_key_versions(&c, ws), vec![2], "the old key is gone");
         let all = passwords(&c, ws);
         assert_eq!(all.len(), n);
