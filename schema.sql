@@ -1,6 +1,6 @@
--- The whole proxyplane schema (PRAGMA user_version 1). Embedded in the binary
--- with include_str! and applied to an empty database; a database with a newer
--- user_version than the binary knows is refused.
+-- The whole proxyplane schema, for reading. Databases are built and upgraded
+-- by the steps in migrations/ (src/store/migrate.rs); only tests execute this
+-- file, and they check that it makes the same schema as those steps.
 --
 -- Ids are 16-byte UUIDv7 BLOBs (time-ordered, so `ORDER BY id` is creation
 -- order and serves keyset pagination). Times are Unix milliseconds.

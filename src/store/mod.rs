@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod assignments;
+mod migrate;
 pub mod pools;
 pub mod providers;
 pub mod sessions;
@@ -18,13 +19,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 use crate::config::Synchronous;
 use crate::error::{Error, Result};
 
-/// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 3;
-const SCHEMA: &str = include_str!("../../schema.sql");
-/// Version 2: session counters for /metrics (also in schema.sql).
-const V2_SESSION_COUNTS: &str = include_str!("v2_session_counts.sql");
-/// Version 3: the authentication epoch (also in schema.sql).
-const V3_AUTH_EPOCH: &str = include_str!("../../migrations/0003_auth_epoch.sql");
+/// The schema version this binary writes: the last step in `migrations/`.
+pub const SCHEMA_VERSION: i64 = migrate::LATEST;
 
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub type Conn = r2d2::PooledConnection<SqliteConnectionManager>;
@@ -151,7 +147,7 @@ pub fn open(
         }
         configure(&c, sync)
             .map_err(|e| format!("cannot configure database {}: {e}", path.display()))?;
-        migrate(&mut c).map_err(|e| format!("database {}: {e}", path.display()))?;
+        migrate::run(&mut c).map_err(|e| format!("database {}: {e}", path.display()))?;
     }
     // The file exists now; pooled connections never create one.
     let manager = SqliteConnectionManager::file(path)
@@ -165,44 +161,6 @@ pub fn open(
         .connection_timeout(Duration::from_secs(10))
         .build(manager)
         .map_err(|e| format!("cannot open database pool for {}: {e}", path.display()))
-}
-
-fn migrate(c: &mut Connection) -> Result<(), String> {
-    let tx = c
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(|e| e.to_string())?;
-    let v: i64 = tx
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .map_err(|e| e.to_string())?;
-    if v > SCHEMA_VERSION {
-        return Err(newer_schema(v));
-    }
-    if v == 0 {
-        tx.execute_batch(SCHEMA)
-            .map_err(|e| format!("applying schema: {e}"))?;
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .map_err(|e| e.to_string())?;
-    }
-    if v == 1 {
-        tx.execute_batch(V2_SESSION_COUNTS)
-            .map_err(|e| format!("upgrading to schema version 2: {e}"))?;
-        tx.execute(
-            "INSERT INTO session_counts SELECT 1, coalesce(sum(enabled <> 0), 0), coalesce(sum(enabled = 0), 0) \
-             FROM sessions WHERE deleted_at IS NULL",
-            [],
-        )
-        .map_err(|e| format!("upgrading to schema version 2: {e}"))?;
-        tx.pragma_update(None, "user_version", 2)
-            .map_err(|e| e.to_string())?;
-    }
-    if (1..3).contains(&v) {
-        tx.execute_batch(V3_AUTH_EPOCH)
-            .map_err(|e| format!("upgrading to schema version 3: {e}"))?;
-        tx.pragma_update(None, "user_version", 3)
-            .map_err(|e| e.to_string())?;
-    }
-    // Later versions add `if v < N { ... }` steps here, each in this transaction.
-    tx.commit().map_err(|e| e.to_string())
 }
 
 fn read_only(path: &Path, why: &str) -> String {

@@ -1,4 +1,4 @@
--- Sessions by state for /metrics, kept by triggers instead of a scan of
+-- Step 2: sessions by state for /metrics, kept by triggers instead of a scan of
 -- every live session per scrape (~100 ms at 1M sessions). Healthy and
 -- unhealthy split the live enabled ones by `unhealthy_until`, counted
 -- through `sessions_cooling` (only sessions with a cooldown set).
@@ -26,3 +26,8 @@ WHEN (OLD.deleted_at IS NULL) <> (NEW.deleted_at IS NULL) OR OLD.enabled <> NEW.
 END;
 CREATE INDEX sessions_cooling ON sessions(unhealthy_until)
     WHERE unhealthy_until IS NOT NULL AND deleted_at IS NULL AND enabled = 1;
+-- The counters start from the sessions already there (none in a new
+-- database, giving the row (1, 0, 0)).
+INSERT INTO session_counts
+    SELECT 1, coalesce(sum(enabled <> 0), 0), coalesce(sum(enabled = 0), 0)
+    FROM sessions WHERE deleted_at IS NULL;

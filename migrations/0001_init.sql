@@ -1,0 +1,137 @@
+-- Step 1: the first proxyplane schema, statement for statement schema.sql as
+-- of commit baa8b4a (databases written then are at user_version 1). A step
+-- that has shipped is never edited: databases that ran it keep what it made,
+-- so a change is a new step (see src/store/migrate.rs).
+--
+-- Ids are 16-byte UUIDv7 BLOBs (time-ordered, so `ORDER BY id` is creation
+-- order and serves keyset pagination). Times are Unix milliseconds.
+-- Secrets are only ever stored sealed (see src/crypto.rs).
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE workspaces (
+    id          BLOB PRIMARY KEY NOT NULL,
+    name        TEXT NOT NULL,
+    key_version INTEGER NOT NULL,
+    version     INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- One data key per workspace and version, wrapped under the master key.
+CREATE TABLE data_keys (
+    workspace_id BLOB NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    key_version  INTEGER NOT NULL,
+    wrapped      BLOB NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, key_version)
+) WITHOUT ROWID;
+
+CREATE TABLE api_keys (
+    id           BLOB PRIMARY KEY NOT NULL,
+    workspace_id BLOB REFERENCES workspaces(id) ON DELETE CASCADE, -- NULL: ADMIN key
+    name         TEXT NOT NULL,
+    role         INTEGER NOT NULL,
+    prefix       TEXT NOT NULL,
+    hash         BLOB NOT NULL UNIQUE, -- keyed BLAKE2b of the secret
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at   INTEGER
+) WITHOUT ROWID;
+CREATE INDEX api_keys_by_workspace ON api_keys(workspace_id, id);
+
+CREATE TABLE providers (
+    id                   BLOB PRIMARY KEY NOT NULL,
+    workspace_id         BLOB NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    type                 INTEGER NOT NULL,
+    name                 TEXT NOT NULL,
+    gw_scheme            TEXT,
+    gw_host              TEXT,
+    gw_port              INTEGER,
+    gw_username_template TEXT,
+    gw_password_template TEXT,
+    enabled              INTEGER NOT NULL,
+    credentials          BLOB,      -- sealed JSON {apiKey, username, password}
+    key_version          INTEGER NOT NULL,
+    version              INTEGER NOT NULL,
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL,
+    deleted_at           INTEGER    -- disconnected; credentials wiped
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX providers_one_live_per_type ON providers(workspace_id, type) WHERE deleted_at IS NULL;
+CREATE INDEX providers_by_workspace ON providers(workspace_id, id) WHERE deleted_at IS NULL;
+
+CREATE TABLE pools (
+    id                       BLOB PRIMARY KEY NOT NULL,
+    workspace_id             BLOB NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    name                     TEXT NOT NULL,
+    rotation_interval        INTEGER NOT NULL,
+    rotate_on_unhealthy      INTEGER NOT NULL,
+    max_accounts_per_session INTEGER NOT NULL,
+    failure_threshold        INTEGER NOT NULL,
+    cooldown_seconds         INTEGER NOT NULL,
+    version                  INTEGER NOT NULL,
+    created_at               INTEGER NOT NULL,
+    updated_at               INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX pools_by_workspace ON pools(workspace_id, id);
+
+CREATE TABLE sessions (
+    id                   BLOB PRIMARY KEY NOT NULL,
+    workspace_id         BLOB NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    pool_id              BLOB NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+    provider_id          BLOB NOT NULL REFERENCES providers(id) ON DELETE CASCADE,
+    token                TEXT NOT NULL,
+    scheme               TEXT,      -- NULL for a rotation session
+    host                 TEXT,
+    port                 INTEGER,
+    username             TEXT,
+    password             BLOB,      -- sealed
+    enabled              INTEGER NOT NULL,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0,
+    last_success_at      INTEGER,
+    last_failure_at      INTEGER,
+    unhealthy_until      INTEGER,
+    assignment_count     INTEGER NOT NULL DEFAULT 0, -- kept by the triggers below
+    version              INTEGER NOT NULL,
+    created_at           INTEGER NOT NULL,
+    updated_at           INTEGER NOT NULL,
+    deleted_at           INTEGER    -- soft delete
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX sessions_live_token ON sessions(pool_id, token) WHERE deleted_at IS NULL;
+CREATE INDEX sessions_live_by_workspace ON sessions(workspace_id, id) WHERE deleted_at IS NULL;
+CREATE INDEX sessions_live_by_pool ON sessions(pool_id, id) WHERE deleted_at IS NULL;
+-- Session choice: the least-loaded enabled live sessions of a pool first.
+CREATE INDEX sessions_choice ON sessions(pool_id, assignment_count) WHERE deleted_at IS NULL AND enabled = 1;
+
+CREATE TABLE assignments (
+    id           BLOB PRIMARY KEY NOT NULL,
+    workspace_id BLOB NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    pool_id      BLOB NOT NULL REFERENCES pools(id) ON DELETE CASCADE,
+    session_id   BLOB NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    account_name TEXT NOT NULL,
+    pinned       INTEGER NOT NULL,
+    bound_at     INTEGER NOT NULL,
+    rotations    INTEGER NOT NULL DEFAULT 0,
+    version      INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX assignments_account ON assignments(pool_id, account_name);
+CREATE INDEX assignments_by_session ON assignments(session_id);
+CREATE INDEX assignments_by_workspace ON assignments(workspace_id, id);
+
+CREATE TRIGGER assignment_count_insert AFTER INSERT ON assignments BEGIN
+    UPDATE sessions SET assignment_count = assignment_count + 1 WHERE id = NEW.session_id;
+END;
+CREATE TRIGGER assignment_count_delete AFTER DELETE ON assignments BEGIN
+    UPDATE sessions SET assignment_count = assignment_count - 1 WHERE id = OLD.session_id;
+END;
+CREATE TRIGGER assignment_count_move AFTER UPDATE OF session_id ON assignments
+WHEN OLD.session_id <> NEW.session_id BEGIN
+    UPDATE sessions SET assignment_count = assignment_count - 1 WHERE id = OLD.session_id;
+    UPDATE sessions SET assignment_count = assignment_count + 1 WHERE id = NEW.session_id;
+END;
