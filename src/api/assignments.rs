@@ -18,7 +18,7 @@ use crate::store::sessions::{self, SessionRow};
 use crate::store::{self, pools, providers};
 
 use super::providers::open_credentials;
-use super::{found, list_page, save_if_changed, workspace_exists};
+use super::{found, list_page, save_if_changed, workspace_exists, Versioned};
 
 /// The wire form of an assignment row.
 pub fn assignment_pb(a: &AssignmentRow) -> Assignment {
@@ -97,6 +97,29 @@ fn pick(
     Ok(assign::choose(&cands, &mut rand::rng()))
 }
 
+/// A new, unpinned assignment bound to `session` at `now`.
+fn new_assignment(
+    ws: WorkspaceId,
+    pool: PoolId,
+    session: SessionId,
+    account: &str,
+    now: i64,
+) -> AssignmentRow {
+    AssignmentRow {
+        id: AssignmentId::generate(),
+        workspace_id: ws,
+        pool_id: pool,
+        session_id: session,
+        account_name: account.to_string(),
+        pinned: false,
+        bound_at: now,
+        rotations: 0,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
 /// An explicitly named target must be a live, enabled session of the pool.
 fn check_target(tx: &Connection, ws: WorkspaceId, pool: PoolId, id: SessionId) -> Result<()> {
     match sessions::get(tx, ws, id)? {
@@ -136,17 +159,8 @@ pub fn create(ctx: &mut Ctx, req: CreateAssignmentRequest) -> Result<CreateAssig
             None => pick(tx, &p, None, now)?.ok_or_else(no_session)?,
         };
         let row = AssignmentRow {
-            id: AssignmentId::generate(),
-            workspace_id: ws,
-            pool_id: pool,
-            session_id: session,
-            account_name: req.account_name.clone(),
             pinned: req.pinned,
-            bound_at: now,
-            rotations: 0,
-            version: 1,
-            created_at: now,
-            updated_at: now,
+            ..new_assignment(ws, pool, session, &req.account_name, now)
         };
         db::insert(tx, &row)?;
         Ok(row)
@@ -252,7 +266,8 @@ pub fn rebind(ctx: &mut Ctx, req: RebindAssignmentRequest) -> Result<RebindAssig
             )
         })?;
         a.move_to(s, now);
-        save_if_changed(tx, &mut a, true, now, db::update)?;
+        a.stamp(now);
+        db::update(tx, &a)?;
         Ok(a)
     })?;
     Ok(RebindAssignmentResponse {
@@ -481,19 +496,7 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
             let (a, current) = match db::by_account(tx, pool, account)? {
                 None => {
                     let s = pick(tx, &p, None, now)?.ok_or_else(no_session)?;
-                    let a = AssignmentRow {
-                        id: AssignmentId::generate(),
-                        workspace_id: ws,
-                        pool_id: pool,
-                        session_id: s,
-                        account_name: account.to_string(),
-                        pinned: false,
-                        bound_at: now,
-                        rotations: 0,
-                        version: 1,
-                        created_at: now,
-                        updated_at: now,
-                    };
+                    let a = new_assignment(ws, pool, s, account, now);
                     db::insert(tx, &a)?;
                     (a, None)
                 }
@@ -506,7 +509,8 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
                             match pick(tx, &p, Some(a.session_id), now)? {
                                 Some(next) => {
                                     a.move_to(next, now);
-                                    save_if_changed(tx, &mut a, true, now, db::update)?;
+                                    a.stamp(now);
+                                    db::update(tx, &a)?;
                                     (a, None)
                                 }
                                 None if v == Verdict::MoveIfPossible => (a, Some(s)),

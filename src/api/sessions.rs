@@ -228,26 +228,12 @@ fn insert(
         None => (None, None, None, None, None),
     };
     let row = SessionRow {
-        id,
-        workspace_id: ws,
-        pool_id: pool,
-        provider_id: provider.id,
-        token,
         scheme,
         host,
         port,
         username,
         password,
-        enabled: true,
-        consecutive_failures: 0,
-        last_success_at: None,
-        last_failure_at: None,
-        unhealthy_until: None,
-        assignment_count: 0,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        deleted: false,
+        ..SessionRow::new(id, ws, pool, provider.id, token, now)
     };
     if db::insert(tx, &row)? {
         return Ok(Inserted::New(Box::new(row)));

@@ -1,6 +1,6 @@
 //! API keys: only the keyed hash of a secret is stored.
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::Result;
 use crate::ids::{ApiKeyId, WorkspaceId};
@@ -11,36 +11,29 @@ use super::{after, page, Page};
 table! {
     #[derive(Debug, Clone)]
     pub struct ApiKeyRow in "api_keys" {
-        pub id: ApiKeyId = "id",
+        pub id: ApiKeyId,
         /// None for the ADMIN keys, which belong to no workspace.
-        pub workspace_id: Option<WorkspaceId> = "workspace_id",
-        pub name: String = "name",
+        pub workspace_id: Option<WorkspaceId>,
+        pub name: String,
         /// A `Role` as its number.
-        pub role: i32 = "role",
+        pub role: i32,
         /// The first characters of the secret, shown to tell keys apart.
-        pub prefix: String = "prefix",
+        pub prefix: String,
         /// The keyed hash of the secret; the secret itself is never stored.
-        pub hash: [u8; 32] = "hash",
-        pub created_at: i64 = "created_at",
-        pub last_used_at: Option<i64> = "last_used_at",
-        pub revoked_at: Option<i64> = "revoked_at",
+        pub hash: [u8; 32],
+        pub created_at: i64,
+        pub last_used_at: Option<i64>,
+        pub revoked_at: Option<i64>,
     }
 }
 
-const COLS: &str = ApiKeyRow::COLS;
-
 pub fn insert(c: &Connection, k: &ApiKeyRow) -> Result<()> {
-    c.prepare_cached(ApiKeyRow::INSERT)?
-        .execute(params_from_iter(k.values()?))?;
+    k.insert(c)?;
     Ok(())
 }
 
 pub fn get(c: &Connection, id: ApiKeyId) -> Result<Option<ApiKeyRow>> {
-    Ok(
-        c.prepare_cached(&format!("SELECT {COLS} FROM api_keys WHERE id = ?1"))?
-            .query_row([id], ApiKeyRow::from_row)
-            .optional()?,
-    )
+    Ok(ApiKeyRow::one(c, "WHERE id = ?1", [id])?)
 }
 
 /// What authentication needs of a key, found by its hash.
@@ -81,15 +74,11 @@ pub fn list(
     cursor: Option<[u8; 16]>,
     size: usize,
 ) -> Result<Page<ApiKeyRow>> {
-    let rows = c
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM api_keys WHERE workspace_id IS ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-        ))?
-        .query_map(
-            params![workspace, after(cursor), size as i64 + 1],
-            ApiKeyRow::from_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = ApiKeyRow::all(
+        c,
+        "WHERE workspace_id IS ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        params![workspace, after(cursor), size as i64 + 1],
+    )?;
     Ok(page(rows, size, |k| k.id.0))
 }
 

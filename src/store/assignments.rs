@@ -1,28 +1,28 @@
 //! Assignments: an account bound to a session of a pool.
 
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::Result;
 use crate::ids::{AssignmentId, PoolId, SessionId, WorkspaceId};
 use crate::store::sessions::SessionRow;
 
-use super::columns::{table, update_by_id, Reader};
+use super::columns::{table, update_fields, Reader};
 use super::{after, page, Page};
 
 table! {
     #[derive(Debug, Clone)]
     pub struct AssignmentRow in "assignments" {
-        pub id: AssignmentId = "id",
-        pub workspace_id: WorkspaceId = "workspace_id",
-        pub pool_id: PoolId = "pool_id",
-        pub session_id: SessionId = "session_id",
-        pub account_name: String = "account_name",
-        pub pinned: bool = "pinned",
-        pub bound_at: i64 = "bound_at",
-        pub rotations: i32 = "rotations",
-        pub version: i64 = "version",
-        pub created_at: i64 = "created_at",
-        pub updated_at: i64 = "updated_at",
+        pub id: AssignmentId,
+        pub workspace_id: WorkspaceId,
+        pub pool_id: PoolId,
+        pub session_id: SessionId,
+        pub account_name: String,
+        pub pinned: bool,
+        pub bound_at: i64,
+        pub rotations: i32,
+        pub version: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
     }
 }
 
@@ -35,37 +35,22 @@ impl AssignmentRow {
     }
 }
 
-const COLS: &str = AssignmentRow::COLS;
-
 pub fn insert(c: &Connection, a: &AssignmentRow) -> Result<()> {
-    c.prepare_cached(AssignmentRow::INSERT)?
-        .execute(params_from_iter(a.values()?))?;
+    a.insert(c)?;
     Ok(())
 }
 
 pub fn update(c: &Connection, a: &AssignmentRow) -> Result<()> {
-    update_by_id(
-        c,
-        "assignments",
-        &a.id,
-        &[
-            ("session_id", &a.session_id),
-            ("pinned", &a.pinned),
-            ("bound_at", &a.bound_at),
-            ("rotations", &a.rotations),
-            ("version", &a.version),
-            ("updated_at", &a.updated_at),
-        ],
-    )?;
+    update_fields!(c, "assignments", a; session_id, pinned, bound_at, rotations, version, updated_at)?;
     Ok(())
 }
 
 pub fn get(c: &Connection, ws: WorkspaceId, id: AssignmentId) -> Result<Option<AssignmentRow>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {COLS} FROM assignments WHERE id = ?1 AND workspace_id = ?2"
-    ))?
-    .query_row(params![id, ws], AssignmentRow::from_row)
-    .optional()?)
+    Ok(AssignmentRow::one(
+        c,
+        "WHERE id = ?1 AND workspace_id = ?2",
+        params![id, ws],
+    )?)
 }
 
 /// What a resolve needs in one statement: the account's assignment, its
@@ -111,11 +96,11 @@ pub fn binding(
 }
 
 pub fn by_account(c: &Connection, pool: PoolId, account: &str) -> Result<Option<AssignmentRow>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {COLS} FROM assignments WHERE pool_id = ?1 AND account_name = ?2"
-    ))?
-    .query_row(params![pool, account], AssignmentRow::from_row)
-    .optional()?)
+    Ok(AssignmentRow::one(
+        c,
+        "WHERE pool_id = ?1 AND account_name = ?2",
+        params![pool, account],
+    )?)
 }
 
 pub struct Filter<'a> {
@@ -131,17 +116,12 @@ pub fn list(
     cursor: Option<[u8; 16]>,
     size: usize,
 ) -> Result<Page<AssignmentRow>> {
-    let rows = c
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM assignments WHERE workspace_id = ?1 AND (?2 IS NULL OR pool_id = ?2) \
-             AND (?3 IS NULL OR session_id = ?3) AND (?4 IS NULL OR account_name = ?4) AND id > ?5 \
-             ORDER BY id LIMIT ?6"
-        ))?
-        .query_map(
-            params![ws, f.pool, f.session, f.account_name, after(cursor), size as i64 + 1],
-            AssignmentRow::from_row,
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = AssignmentRow::all(
+        c,
+        "WHERE workspace_id = ?1 AND (?2 IS NULL OR pool_id = ?2) AND (?3 IS NULL OR session_id = ?3) \
+         AND (?4 IS NULL OR account_name = ?4) AND id > ?5 ORDER BY id LIMIT ?6",
+        params![ws, f.pool, f.session, f.account_name, after(cursor), size as i64 + 1],
+    )?;
     Ok(page(rows, size, |a| a.id.0))
 }
 

@@ -54,6 +54,19 @@ pub fn update_by_id(
         ))
 }
 
+/// `update_by_id` for fields stored under their own names:
+/// `update_fields!(c, "pools", p; name, version)`.
+macro_rules! update_fields {
+    ($c:expr, $table:literal, $row:expr; $($f:ident),* $(,)?) => {
+        $crate::store::columns::update_by_id(
+            $c,
+            $table,
+            &$row.id,
+            &[$((stringify!($f), &$row.$f as &dyn rusqlite::types::ToSql)),*],
+        )
+    };
+}
+
 /// `a, b, c` from literals, at compile time.
 macro_rules! join {
     ($sep:literal; $first:expr $(, $rest:expr)* $(,)?) => {
@@ -61,30 +74,53 @@ macro_rules! join {
     };
 }
 
+/// A field's column: its own name unless the list gives another.
+macro_rules! column {
+    ($f:ident) => {
+        stringify!($f)
+    };
+    ($f:ident, $col:literal) => {
+        $col
+    };
+}
+
 /// One `?` per column.
 macro_rules! placeholder {
-    ($col:literal) => {
+    ($col:expr) => {
         "?"
     };
 }
 
-/// A row struct and its mapping, from one list of `field: Type = "column"`.
+/// What a SELECT reads from: the table unless the list names a join.
+macro_rules! source {
+    ($table:literal) => {
+        $table
+    };
+    ($table:literal, $from:literal) => {
+        $from
+    };
+}
+
+/// A row struct and its mapping, from one list of fields, each stored in
+/// the column of its name or the one given (`pub ptype: i32 = "type"`).
 ///
 /// - The plain entries are read and inserted in the order listed.
 /// - `group` entries: a field kept in several columns, read and bound by its
 ///   `Group` impl (after the plain ones).
 /// - `read_only` entries: read, never inserted; an expression (`deleted_at IS
-///   NOT NULL`) or a column the database fills in.
+///   NOT NULL`) or a column of a table joined in by `from`.
 ///
 /// Generates `COLUMNS` (every column read, in order), `COLS` (the same as a
-/// SELECT list), `INSERT` (the plain and group columns with one `?` each),
-/// `read` (from a `Reader`), `from_row` (a whole result row) and `values`
-/// (the INSERT parameters, in order).
+/// SELECT list), `SELECT` (`SELECT COLS FROM` the table or the `from`
+/// join), `INSERT` (the plain and group columns with one `?` each), `read`
+/// (from a `Reader`), `from_row` (a whole result row), `values` (the INSERT
+/// parameters, in order), and the statements `one`, `all` (a SELECT
+/// completed by a WHERE clause) and `insert`, all prepared once.
 macro_rules! table {
     (
         $(#[$meta:meta])*
-        pub struct $name:ident in $table:literal {
-            $( $(#[$fmeta:meta])* pub $f:ident : $ty:ty = $col:literal ),* $(,)?
+        pub struct $name:ident in $table:literal $(from $from:literal)? {
+            $( $(#[$fmeta:meta])* pub $f:ident : $ty:ty $(= $col:literal)? ),* $(,)?
         }
         $( group {
             $( $(#[$gmeta:meta])* pub $g:ident : $gty:ty = [ $($gcol:literal),* $(,)? ] ),* $(,)?
@@ -103,18 +139,38 @@ macro_rules! table {
         #[allow(dead_code)]
         impl $name {
             /// Every column read, in order.
-            pub const COLUMNS: &'static [&'static str] =
-                &[$($col,)* $($($($gcol,)*)*)? $($($rcol,)*)?];
+            pub const COLUMNS: &'static [&'static str] = &[
+                $($crate::store::columns::column!($f $(, $col)?),)*
+                $($($($gcol,)*)*)?
+                $($($rcol,)*)?
+            ];
             /// `COLUMNS` as a SELECT list.
-            pub const COLS: &'static str =
-                $crate::store::columns::join!(", "; $($col,)* $($($($gcol,)*)*)? $($($rcol,)*)?);
+            pub const COLS: &'static str = $crate::store::columns::join!(", ";
+                $($crate::store::columns::column!($f $(, $col)?),)*
+                $($($($gcol,)*)*)?
+                $($($rcol,)*)?
+            );
+            pub const SELECT: &'static str = concat!(
+                "SELECT ",
+                $crate::store::columns::join!(", ";
+                    $($crate::store::columns::column!($f $(, $col)?),)*
+                    $($($($gcol,)*)*)?
+                    $($($rcol,)*)?
+                ),
+                " FROM ",
+                $crate::store::columns::source!($table $(, $from)?)
+            );
             pub const INSERT: &'static str = concat!(
                 "INSERT INTO ", $table, "(",
-                $crate::store::columns::join!(", "; $($col,)* $($($($gcol,)*)*)?),
+                $crate::store::columns::join!(", ";
+                    $($crate::store::columns::column!($f $(, $col)?),)*
+                    $($($($gcol,)*)*)?
+                ),
                 ") VALUES (",
                 $crate::store::columns::join!(", ";
-                    $($crate::store::columns::placeholder!($col),)*
-                    $($($($crate::store::columns::placeholder!($gcol),)*)*)?),
+                    $($crate::store::columns::placeholder!($f),)*
+                    $($($($crate::store::columns::placeholder!($gcol),)*)*)?
+                ),
                 ")"
             );
 
@@ -140,8 +196,36 @@ macro_rules! table {
                 $($( $crate::store::columns::Group::bind(&self.$g, &mut out)?; )*)?
                 Ok(out)
             }
+
+            pub fn insert(&self, c: &rusqlite::Connection) -> rusqlite::Result<usize> {
+                c.prepare_cached(Self::INSERT)?
+                    .execute(rusqlite::params_from_iter(self.values()?))
+            }
+
+            /// The row `SELECT … <rest>` finds, if any.
+            pub fn one(
+                c: &rusqlite::Connection,
+                rest: &str,
+                p: impl rusqlite::Params,
+            ) -> rusqlite::Result<Option<Self>> {
+                use rusqlite::OptionalExtension;
+                c.prepare_cached(&format!("{} {rest}", Self::SELECT))?
+                    .query_row(p, Self::from_row)
+                    .optional()
+            }
+
+            /// Every row `SELECT … <rest>` finds.
+            pub fn all(
+                c: &rusqlite::Connection,
+                rest: &str,
+                p: impl rusqlite::Params,
+            ) -> rusqlite::Result<Vec<Self>> {
+                c.prepare_cached(&format!("{} {rest}", Self::SELECT))?
+                    .query_map(p, Self::from_row)?
+                    .collect()
+            }
         }
     };
 }
 
-pub(crate) use {join, placeholder, table};
+pub(crate) use {column, join, placeholder, source, table, update_fields};

@@ -3,7 +3,7 @@
 //! deleted sessions can still name them.
 
 use rusqlite::types::{Null, ToSql, ToSqlOutput};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
 use crate::error::Result;
 use crate::ids::{ProviderId, WorkspaceId};
@@ -67,17 +67,17 @@ impl Group for Option<Gateway> {
 table! {
     #[derive(Debug, Clone)]
     pub struct ProviderRow in "providers" {
-        pub id: ProviderId = "id",
-        pub workspace_id: WorkspaceId = "workspace_id",
+        pub id: ProviderId,
+        pub workspace_id: WorkspaceId,
         pub ptype: i32 = "type",
-        pub name: String = "name",
-        pub enabled: bool = "enabled",
+        pub name: String,
+        pub enabled: bool,
         /// Sealed JSON, under data key `key_version`.
-        pub credentials: Option<Vec<u8>> = "credentials",
-        pub key_version: u32 = "key_version",
-        pub version: i64 = "version",
-        pub created_at: i64 = "created_at",
-        pub updated_at: i64 = "updated_at",
+        pub credentials: Option<Vec<u8>>,
+        pub key_version: u32,
+        pub version: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
     }
     group {
         pub gateway: Option<Gateway> = [
@@ -90,11 +90,8 @@ table! {
     }
 }
 
-const COLS: &str = ProviderRow::COLS;
-
 pub fn insert(c: &Connection, p: &ProviderRow) -> Result<()> {
-    c.prepare_cached(ProviderRow::INSERT)?
-        .execute(params_from_iter(p.values()?))?;
+    p.insert(c)?;
     Ok(())
 }
 
@@ -124,11 +121,11 @@ pub fn update(c: &Connection, p: &ProviderRow) -> Result<()> {
 
 /// A live provider of the workspace.
 pub fn get(c: &Connection, ws: WorkspaceId, id: ProviderId) -> Result<Option<ProviderRow>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {COLS} FROM providers WHERE id = ?1 AND workspace_id = ?2 AND deleted_at IS NULL"
-    ))?
-    .query_row(params![id, ws], ProviderRow::from_row)
-    .optional()?)
+    Ok(ProviderRow::one(
+        c,
+        "WHERE id = ?1 AND workspace_id = ?2 AND deleted_at IS NULL",
+        params![id, ws],
+    )?)
 }
 
 pub fn list(
@@ -137,12 +134,11 @@ pub fn list(
     cursor: Option<[u8; 16]>,
     size: usize,
 ) -> Result<Page<ProviderRow>> {
-    let rows = c
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM providers WHERE workspace_id = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3"
-        ))?
-        .query_map(params![ws, after(cursor), size as i64 + 1], ProviderRow::from_row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = ProviderRow::all(
+        c,
+        "WHERE workspace_id = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
+        params![ws, after(cursor), size as i64 + 1],
+    )?;
     Ok(page(rows, size, |p| p.id.0))
 }
 
@@ -220,12 +216,9 @@ pub struct Upstream {
 /// as a tombstone with its credentials wiped.
 pub fn for_resolve(c: &Connection, id: ProviderId) -> Result<Option<Upstream>> {
     Ok(
-        c.prepare_cached(&format!("SELECT {COLS} FROM providers WHERE id = ?1"))?
-            .query_row([id], ProviderRow::from_row)
-            .optional()?
-            .map(|p| Upstream {
-                gateway: p.gateway,
-                credentials: p.credentials,
-            }),
+        ProviderRow::one(c, "WHERE id = ?1", [id])?.map(|p| Upstream {
+            gateway: p.gateway,
+            credentials: p.credentials,
+        }),
     )
 }

@@ -7,33 +7,33 @@ use crate::assign::{self, Candidate};
 use crate::error::Result;
 use crate::ids::{PoolId, ProviderId, SessionId, WorkspaceId};
 
-use super::columns::{table, update_by_id};
+use super::columns::{table, update_fields};
 use super::{after, page, Page};
 
 table! {
     #[derive(Debug, Clone)]
     pub struct SessionRow in "sessions" {
-        pub id: SessionId = "id",
-        pub workspace_id: WorkspaceId = "workspace_id",
-        pub pool_id: PoolId = "pool_id",
-        pub provider_id: ProviderId = "provider_id",
-        pub token: String = "token",
-        pub scheme: Option<String> = "scheme",
-        pub host: Option<String> = "host",
-        pub port: Option<i32> = "port",
-        pub username: Option<String> = "username",
+        pub id: SessionId,
+        pub workspace_id: WorkspaceId,
+        pub pool_id: PoolId,
+        pub provider_id: ProviderId,
+        pub token: String,
+        pub scheme: Option<String>,
+        pub host: Option<String>,
+        pub port: Option<i32>,
+        pub username: Option<String>,
         /// Sealed.
-        pub password: Option<Vec<u8>> = "password",
-        pub enabled: bool = "enabled",
-        pub consecutive_failures: i32 = "consecutive_failures",
-        pub last_success_at: Option<i64> = "last_success_at",
-        pub last_failure_at: Option<i64> = "last_failure_at",
-        pub unhealthy_until: Option<i64> = "unhealthy_until",
+        pub password: Option<Vec<u8>>,
+        pub enabled: bool,
+        pub consecutive_failures: i32,
+        pub last_success_at: Option<i64>,
+        pub last_failure_at: Option<i64>,
+        pub unhealthy_until: Option<i64>,
         /// Kept by triggers on `assignments`; 0 for a new session.
-        pub assignment_count: i32 = "assignment_count",
-        pub version: i64 = "version",
-        pub created_at: i64 = "created_at",
-        pub updated_at: i64 = "updated_at",
+        pub assignment_count: i32,
+        pub version: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
     }
     read_only {
         /// Sessions are soft-deleted; DeleteSession sets `deleted_at`.
@@ -41,9 +41,42 @@ table! {
     }
 }
 
-const COLS: &str = SessionRow::COLS;
-
 impl SessionRow {
+    /// A new rotation session as CreateSession makes it: enabled, healthy,
+    /// without assignments, at version 1. A static one sets its endpoint
+    /// fields on top.
+    pub fn new(
+        id: SessionId,
+        workspace_id: WorkspaceId,
+        pool_id: PoolId,
+        provider_id: ProviderId,
+        token: String,
+        now: i64,
+    ) -> Self {
+        SessionRow {
+            id,
+            workspace_id,
+            pool_id,
+            provider_id,
+            token,
+            scheme: None,
+            host: None,
+            port: None,
+            username: None,
+            password: None,
+            enabled: true,
+            consecutive_failures: 0,
+            last_success_at: None,
+            last_failure_at: None,
+            unhealthy_until: None,
+            assignment_count: 0,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            deleted: false,
+        }
+    }
+
     /// A rotation session has no endpoint of its own.
     pub fn is_static(&self) -> bool {
         self.host.is_some()
@@ -76,40 +109,22 @@ pub fn insert(c: &Connection, s: &SessionRow) -> Result<bool> {
 
 /// Writes the user-editable fields back.
 pub fn update(c: &Connection, s: &SessionRow) -> Result<()> {
-    update_by_id(
-        c,
-        "sessions",
-        &s.id,
-        &[
-            ("scheme", &s.scheme),
-            ("host", &s.host),
-            ("port", &s.port),
-            ("username", &s.username),
-            ("password", &s.password),
-            ("enabled", &s.enabled),
-            ("version", &s.version),
-            ("updated_at", &s.updated_at),
-        ],
-    )?;
+    update_fields!(c, "sessions", s; scheme, host, port, username, password, enabled, version, updated_at)?;
     Ok(())
 }
 
 /// A live session of the workspace.
 pub fn get(c: &Connection, ws: WorkspaceId, id: SessionId) -> Result<Option<SessionRow>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {COLS} FROM sessions WHERE id = ?1 AND workspace_id = ?2 AND deleted_at IS NULL"
-    ))?
-    .query_row(params![id, ws], SessionRow::from_row)
-    .optional()?)
+    Ok(SessionRow::one(
+        c,
+        "WHERE id = ?1 AND workspace_id = ?2 AND deleted_at IS NULL",
+        params![id, ws],
+    )?)
 }
 
 /// A session by id whatever its state (for resolution of an assignment).
 pub fn get_any(c: &Connection, id: SessionId) -> Result<Option<SessionRow>> {
-    Ok(
-        c.prepare_cached(&format!("SELECT {COLS} FROM sessions WHERE id = ?1"))?
-            .query_row([id], SessionRow::from_row)
-            .optional()?,
-    )
+    Ok(SessionRow::one(c, "WHERE id = ?1", [id])?)
 }
 
 /// Ids of live sessions, of one pool or the whole workspace.
@@ -175,17 +190,7 @@ pub fn soft_delete(c: &Connection, id: SessionId, now: i64) -> Result<()> {
 }
 
 pub fn set_health(c: &Connection, s: &SessionRow) -> Result<()> {
-    update_by_id(
-        c,
-        "sessions",
-        &s.id,
-        &[
-            ("consecutive_failures", &s.consecutive_failures),
-            ("last_success_at", &s.last_success_at),
-            ("last_failure_at", &s.last_failure_at),
-            ("unhealthy_until", &s.unhealthy_until),
-        ],
-    )?;
+    update_fields!(c, "sessions", s; consecutive_failures, last_success_at, last_failure_at, unhealthy_until)?;
     Ok(())
 }
 
@@ -397,6 +402,43 @@ mod tests {
         Db(path, pool)
     }
 
+    /// A workspace with one provider, in `tx`.
+    fn fixture(tx: &Connection) -> (WorkspaceId, ProviderId) {
+        let ws = WorkspaceId::generate();
+        let w = WorkspaceRow {
+            id: ws,
+            name: "w".into(),
+            key_version: 1,
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+            key_rotation: None,
+        };
+        workspaces::insert(tx, &w, b"not a real wrapped key").unwrap();
+        let provider = ProviderId::generate();
+        let p = ProviderRow {
+            id: provider,
+            workspace_id: ws,
+            ptype: 3,
+            name: "p".into(),
+            enabled: true,
+            credentials: None,
+            key_version: 1,
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+            gateway: None,
+        };
+        providers::insert(tx, &p).unwrap();
+        (ws, provider)
+    }
+
+    /// An enabled, healthy rotation session without assignments.
+    fn session(ws: WorkspaceId, pool: PoolId, provider: ProviderId, i: usize) -> SessionRow {
+        let id = SessionId::generate();
+        SessionRow::new(id, ws, pool, provider, format!("t{i}"), 0)
+    }
+
     fn pool_row(ws: WorkspaceId, cap: i32) -> PoolRow {
         PoolRow {
             id: PoolId::generate(),
@@ -426,39 +468,7 @@ mod tests {
         let tx = c.transaction().unwrap();
         let mut rng = StdRng::seed_from_u64(20);
         let now = 1_000_000;
-        let ws = WorkspaceId::generate();
-        workspaces::insert(
-            &tx,
-            &WorkspaceRow {
-                id: ws,
-                name: "w".into(),
-                key_version: 1,
-                version: 1,
-                created_at: 0,
-                updated_at: 0,
-                key_rotation: None,
-            },
-            b"not a real wrapped key",
-        )
-        .unwrap();
-        let provider = ProviderId::generate();
-        providers::insert(
-            &tx,
-            &ProviderRow {
-                id: provider,
-                workspace_id: ws,
-                ptype: 3,
-                name: "p".into(),
-                enabled: true,
-                credentials: None,
-                key_version: 1,
-                version: 1,
-                created_at: 0,
-                updated_at: 0,
-                gateway: None,
-            },
-        )
-        .unwrap();
+        let (ws, provider) = fixture(&tx);
         // Each pool stays below CHOICE_WINDOW sessions, so the window cuts
         // nothing and the sets must be equal.
         let mut all: Vec<(PoolId, i32, Vec<SessionRow>)> = Vec::new();
@@ -468,20 +478,7 @@ mod tests {
             let mut rows = Vec::new();
             for i in 0..50 {
                 let s = SessionRow {
-                    id: SessionId::generate(),
-                    workspace_id: ws,
-                    pool_id: p.id,
-                    provider_id: provider,
-                    token: format!("t{i}"),
-                    scheme: None,
-                    host: None,
-                    port: None,
-                    username: None,
-                    password: None,
                     enabled: rng.random_bool(0.8),
-                    consecutive_failures: 0,
-                    last_success_at: None,
-                    last_failure_at: None,
                     unhealthy_until: [
                         None,
                         Some(now - 1000),
@@ -491,10 +488,7 @@ mod tests {
                         Some(now + 1000),
                     ][rng.random_range(0..6)],
                     assignment_count: rng.random_range(0..7),
-                    version: 1,
-                    created_at: 0,
-                    updated_at: 0,
-                    deleted: false,
+                    ..session(ws, p.id, provider, i)
                 };
                 assert!(insert(&tx, &s).unwrap());
                 if rng.random_bool(0.2) {
@@ -550,39 +544,7 @@ mod tests {
         let mut c = db.1.get().unwrap();
         let tx = c.transaction().unwrap();
         let mut rng = StdRng::seed_from_u64(21);
-        let ws = WorkspaceId::generate();
-        workspaces::insert(
-            &tx,
-            &WorkspaceRow {
-                id: ws,
-                name: "w".into(),
-                key_version: 1,
-                version: 1,
-                created_at: 0,
-                updated_at: 0,
-                key_rotation: None,
-            },
-            b"not a real wrapped key",
-        )
-        .unwrap();
-        let provider = ProviderId::generate();
-        providers::insert(
-            &tx,
-            &ProviderRow {
-                id: provider,
-                workspace_id: ws,
-                ptype: 3,
-                name: "p".into(),
-                enabled: true,
-                credentials: None,
-                key_version: 1,
-                version: 1,
-                created_at: 0,
-                updated_at: 0,
-                gateway: None,
-            },
-        )
-        .unwrap();
+        let (ws, provider) = fixture(&tx);
         let p = pool_row(ws, 0);
         pools::insert(&tx, &p).unwrap();
         let mut loads = Vec::new();
@@ -590,26 +552,8 @@ mod tests {
             let load = rng.random_range(0..50);
             loads.push(load as i64);
             let s = SessionRow {
-                id: SessionId::generate(),
-                workspace_id: ws,
-                pool_id: p.id,
-                provider_id: provider,
-                token: format!("t{i}"),
-                scheme: None,
-                host: None,
-                port: None,
-                username: None,
-                password: None,
-                enabled: true,
-                consecutive_failures: 0,
-                last_success_at: None,
-                last_failure_at: None,
-                unhealthy_until: None,
                 assignment_count: load,
-                version: 1,
-                created_at: 0,
-                updated_at: 0,
-                deleted: false,
+                ..session(ws, p.id, provider, i)
             };
             assert!(insert(&tx, &s).unwrap());
         }

@@ -2,7 +2,7 @@
 //! still under way.
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -13,25 +13,22 @@ use super::{after, page, Page};
 
 table! {
     #[derive(Debug, Clone)]
-    pub struct WorkspaceRow in "workspaces" {
-        pub id: WorkspaceId = "id",
-        pub name: String = "name",
+    pub struct WorkspaceRow in "workspaces"
+        from "workspaces w LEFT JOIN meta m ON m.key = 'key_rotation:' || hex(w.id)" {
+        pub id: WorkspaceId,
+        pub name: String,
         /// The data key new secrets are sealed under.
-        pub key_version: u32 = "key_version",
-        pub version: i64 = "version",
-        pub created_at: i64 = "created_at",
-        pub updated_at: i64 = "updated_at",
+        pub key_version: u32,
+        pub version: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
     }
     read_only {
-        /// The progress row of a rotation under way, joined in by `FROM`.
+        /// The progress row of a rotation under way (`meta`, whose columns
+        /// take none of the workspace columns' names).
         pub key_rotation: Option<KeyRotation> = "m.value",
     }
 }
-
-/// With the rotation progress row of the workspace, if any (see `KeyRotation`);
-/// `meta`'s columns (key, value) take none of the workspace columns' names.
-const FROM: &str = "FROM workspaces w LEFT JOIN meta m ON m.key = 'key_rotation:' || hex(w.id)";
-const COLS: &str = WorkspaceRow::COLS;
 
 /// A key rotation still under way. Kept as JSON in `meta` under
 /// `key_rotation:<HEX id>` rather than in new columns (no schema change), and
@@ -88,17 +85,12 @@ fn rotation_key(id: WorkspaceId) -> String {
 
 /// A new workspace with its first data key (`key_version` of the row).
 pub fn insert(c: &Connection, w: &WorkspaceRow, wrapped_key: &[u8]) -> Result<()> {
-    c.prepare_cached(WorkspaceRow::INSERT)?
-        .execute(params_from_iter(w.values()?))?;
+    w.insert(c)?;
     insert_data_key(c, w.id, w.key_version, wrapped_key, w.created_at)
 }
 
 pub fn get(c: &Connection, id: WorkspaceId) -> Result<Option<WorkspaceRow>> {
-    Ok(
-        c.prepare_cached(&format!("SELECT {COLS} {FROM} WHERE w.id = ?1"))?
-            .query_row([id], WorkspaceRow::from_row)
-            .optional()?,
-    )
+    Ok(WorkspaceRow::one(c, "WHERE w.id = ?1", [id])?)
 }
 
 pub fn exists(c: &Connection, id: WorkspaceId) -> Result<bool> {
@@ -114,21 +106,16 @@ pub fn list(
     size: usize,
 ) -> Result<Page<WorkspaceRow>> {
     let rows = match only {
-        None => c
-            .prepare_cached(&format!(
-                "SELECT {COLS} {FROM} WHERE w.id > ?1 ORDER BY w.id LIMIT ?2"
-            ))?
-            .query_map(
-                params![after(cursor), size as i64 + 1],
-                WorkspaceRow::from_row,
-            )?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-        Some(id) => c
-            .prepare_cached(&format!(
-                "SELECT {COLS} {FROM} WHERE w.id = ?1 AND w.id > ?2"
-            ))?
-            .query_map(params![id, after(cursor)], WorkspaceRow::from_row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => WorkspaceRow::all(
+            c,
+            "WHERE w.id > ?1 ORDER BY w.id LIMIT ?2",
+            params![after(cursor), size as i64 + 1],
+        )?,
+        Some(id) => WorkspaceRow::all(
+            c,
+            "WHERE w.id = ?1 AND w.id > ?2",
+            params![id, after(cursor)],
+        )?,
     };
     Ok(page(rows, size, |w| w.id.0))
 }
