@@ -6,45 +6,62 @@ use rand::Rng;
 
 use crate::ids::SessionId;
 
-/// A session as session choice sees it.
+/// A session as the eligibility rule sees it.
+// Production asks SQLite (see `eligible`); the rule's own form is what the
+// store's tests hold that SQL to.
+#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
+pub struct SessionState {
     pub id: SessionId,
-    pub assignments: i64,
     pub enabled: bool,
     pub deleted: bool,
     pub unhealthy_until: Option<i64>,
+    pub assignments: i64,
 }
 
 /// Healthy unless a cooldown is running; once it ends the session is
-/// eligible again (half-open).
+/// eligible again (half-open). What a Session's `health.healthy` shows.
 pub fn is_healthy(unhealthy_until: Option<i64>, now: i64) -> bool {
     unhealthy_until.is_none_or(|u| u <= now)
 }
 
-/// Among live, enabled, healthy candidates below `max_per_session` (0 =
-/// unlimited) and other than `exclude`, the one with the fewest assignments;
-/// ties broken at random.
-pub fn choose(
-    cands: &[Candidate],
+/// Whether session choice may hand `s` out: live, enabled, healthy, below
+/// `max_per_session` (0 = unlimited) and not `exclude`.
+///
+/// This predicate is the authority for the rule. Production asks SQLite
+/// instead (`store::sessions::candidates`, an index range on
+/// `sessions_choice` that stays small at a million sessions), and
+/// `/metrics` counts cooling sessions the same way; the store's test
+/// `candidates_are_exactly_the_eligible_sessions` checks both queries
+/// against this function over generated sessions. Change the rule here
+/// first, then the SQL until that test passes.
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn eligible(
+    s: &SessionState,
     max_per_session: i32,
     exclude: Option<SessionId>,
     now: i64,
-    rng: &mut impl Rng,
-) -> Option<SessionId> {
-    let eligible = |c: &&Candidate| {
-        !c.deleted
-            && c.enabled
-            && is_healthy(c.unhealthy_until, now)
-            && (max_per_session <= 0 || c.assignments < max_per_session as i64)
-            && Some(c.id) != exclude
-    };
-    let min = cands.iter().filter(eligible).map(|c| c.assignments).min()?;
-    let tied: Vec<&Candidate> = cands
-        .iter()
-        .filter(eligible)
-        .filter(|c| c.assignments == min)
-        .collect();
+) -> bool {
+    !s.deleted
+        && s.enabled
+        && is_healthy(s.unhealthy_until, now)
+        && (max_per_session <= 0 || s.assignments < max_per_session as i64)
+        && Some(s.id) != exclude
+}
+
+/// An eligible session, as session choice sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    pub id: SessionId,
+    pub assignments: i64,
+}
+
+/// Among candidates that are all eligible already (the store's
+/// `candidates` applies the rule), the one with the fewest assignments;
+/// ties broken at random.
+pub fn choose(cands: &[Candidate], rng: &mut impl Rng) -> Option<SessionId> {
+    let min = cands.iter().map(|c| c.assignments).min()?;
+    let tied: Vec<&Candidate> = cands.iter().filter(|c| c.assignments == min).collect();
     Some(tied[rng.random_range(0..tied.len())].id)
 }
 
@@ -134,9 +151,6 @@ mod tests {
         Candidate {
             id: SessionId([n; 16]),
             assignments,
-            enabled: true,
-            deleted: false,
-            unhealthy_until: None,
         }
     }
 
@@ -145,8 +159,9 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let c = [cand(1, 5), cand(2, 1), cand(3, 3)];
         for _ in 0..20 {
-            assert_eq!(choose(&c, 0, None, 0, &mut rng), Some(SessionId([2; 16])));
+            assert_eq!(choose(&c, &mut rng), Some(SessionId([2; 16])));
         }
+        assert_eq!(choose(&[], &mut rng), None);
     }
 
     #[test]
@@ -155,41 +170,52 @@ mod tests {
         let c = [cand(1, 2), cand(2, 2), cand(3, 2), cand(4, 9)];
         let mut seen = std::collections::HashSet::new();
         for _ in 0..200 {
-            seen.insert(choose(&c, 0, None, 0, &mut rng).unwrap());
+            seen.insert(choose(&c, &mut rng).unwrap());
         }
         assert_eq!(seen.len(), 3, "every tied session gets chosen sometimes");
         assert!(!seen.contains(&SessionId([4; 16])));
     }
 
+    fn state(n: u8, assignments: i64) -> SessionState {
+        SessionState {
+            id: SessionId([n; 16]),
+            enabled: true,
+            deleted: false,
+            unhealthy_until: None,
+            assignments,
+        }
+    }
+
     #[test]
-    fn choose_skips_full_disabled_deleted_unhealthy_and_excluded() {
-        let mut rng = StdRng::seed_from_u64(3);
+    fn eligible_refuses_full_disabled_deleted_unhealthy_and_excluded() {
         let now = 1_000;
-        let mut disabled = cand(1, 0);
-        disabled.enabled = false;
-        let mut deleted = cand(2, 0);
-        deleted.deleted = true;
-        let mut sick = cand(3, 0);
-        sick.unhealthy_until = Some(now + 1);
-        let full = cand(4, 30);
-        let excluded = cand(5, 0);
-        let c = [disabled, deleted, sick, full.clone(), excluded];
-        assert_eq!(
-            choose(&c, 30, Some(SessionId([5; 16])), now, &mut rng),
-            None
-        );
-        assert_eq!(
-            choose(std::slice::from_ref(&full), 0, None, now, &mut rng),
-            Some(full.id),
-            "0 is unlimited"
-        );
-        let mut healed = cand(6, 0);
-        healed.unhealthy_until = Some(now);
-        assert_eq!(
-            choose(std::slice::from_ref(&healed), 0, None, now, &mut rng),
-            Some(healed.id),
-            "half-open after cooldown"
-        );
+        let ok = |s: &SessionState, cap, exclude| eligible(s, cap, exclude, now);
+        assert!(ok(&state(1, 0), 30, None));
+        let disabled = SessionState {
+            enabled: false,
+            ..state(1, 0)
+        };
+        assert!(!ok(&disabled, 30, None));
+        let deleted = SessionState {
+            deleted: true,
+            ..state(2, 0)
+        };
+        assert!(!ok(&deleted, 30, None));
+        let sick = SessionState {
+            unhealthy_until: Some(now + 1),
+            ..state(3, 0)
+        };
+        assert!(!ok(&sick, 30, None));
+        let full = state(4, 30);
+        assert!(!ok(&full, 30, None));
+        assert!(ok(&state(4, 29), 30, None));
+        assert!(!ok(&state(5, 0), 30, Some(SessionId([5; 16]))));
+        assert!(ok(&full, 0, None), "0 is unlimited");
+        let healed = SessionState {
+            unhealthy_until: Some(now),
+            ..state(6, 0)
+        };
+        assert!(ok(&healed, 0, None), "half-open after cooldown");
     }
 
     fn binding() -> Binding {

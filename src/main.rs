@@ -400,8 +400,7 @@ fn workspaces(
                 })
                 .map_err(|e| e.message)?;
                 for w in &page.items {
-                    let id = WorkspaceId::parse(&w.id).map_err(|e| e.message)?;
-                    println!("{id}\t{}", w.name);
+                    println!("{}\t{}", w.id, w.name);
                 }
                 match page.next_after {
                     Some(last) => cursor = Some(last),

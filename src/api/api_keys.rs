@@ -6,10 +6,28 @@ use rusqlite::Connection;
 use crate::crypto::{self, Keyring};
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::ids::{self, ApiKeyId, WorkspaceId};
+use crate::ids::{ApiKeyId, WorkspaceId};
 use crate::pb::v1::*;
+use crate::pb::Timestamp;
 use crate::role::Role;
-use crate::store::{self, api_keys, workspaces};
+use crate::store::api_keys::{self, ApiKeyRow};
+use crate::store::{self, workspaces};
+
+use super::{found, list_page, workspace_exists};
+
+/// The wire form of a key row: never its hash.
+pub fn api_key_pb(k: &ApiKeyRow) -> ApiKey {
+    ApiKey {
+        id: k.id.to_vec(),
+        workspace_id: k.workspace_id.map(WorkspaceId::to_vec).unwrap_or_default(),
+        name: k.name.clone(),
+        role: k.role,
+        prefix: k.prefix.clone(),
+        created_at: Some(Timestamp::from_millis(k.created_at)),
+        last_used_at: k.last_used_at.map(Timestamp::from_millis),
+        revoked: k.revoked_at.is_some(),
+    }
+}
 
 /// Creates a key; returns it and its secret (shown once, stored only hashed).
 pub fn create_key(
@@ -20,20 +38,19 @@ pub fn create_key(
     role: Role,
 ) -> Result<(ApiKey, String)> {
     let secret = crypto::new_api_key_secret();
-    let hash = keys.master().hash_api_key(&secret);
-    let key = api_keys::insert(
-        tx,
-        &api_keys::NewKey {
-            id: ApiKeyId::generate(),
-            workspace: ws,
-            name,
-            role,
-            prefix: &secret[..10],
-            hash: &hash,
-        },
-        store::now_ms(),
-    )?;
-    Ok((key, secret))
+    let row = ApiKeyRow {
+        id: ApiKeyId::generate(),
+        workspace_id: ws,
+        name: name.to_string(),
+        role: role as i32,
+        prefix: secret[..10].to_string(),
+        hash: keys.master().hash_api_key(&secret),
+        created_at: store::now_ms(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    api_keys::insert(tx, &row)?;
+    Ok((api_key_pb(&row), secret))
 }
 
 pub fn create(ctx: &mut Ctx, req: CreateApiKeyRequest) -> Result<CreateApiKeyResponse> {
@@ -67,9 +84,7 @@ pub fn create(ctx: &mut Ctx, req: CreateApiKeyRequest) -> Result<CreateApiKeyRes
     let keys = &ctx.state.keys;
     let (api_key, secret) = ctx.write(|tx| {
         if let Some(w) = ws {
-            if !workspaces::exists(tx, w)? {
-                return Err(Error::not_found("workspace"));
-            }
+            workspace_exists(tx, w)?;
         }
         create_key(tx, keys, ws, &name, role)
     })?;
@@ -82,25 +97,21 @@ pub fn create(ctx: &mut Ctx, req: CreateApiKeyRequest) -> Result<CreateApiKeyRes
 pub fn list(ctx: &mut Ctx, req: ListApiKeysRequest) -> Result<ListApiKeysResponse> {
     // None is the ADMIN keys (scope checked: ADMIN callers only).
     let ws = ctx.workspace;
-    let size = ids::page_size(req.page_size)?;
     // `None` is the ADMIN keys: their cursors are bound to the ADMIN scope.
     let list = crate::cursor::List::new("ListApiKeys", ws);
-    let after = list.decode(&ctx.state.keys, &req.cursor)?;
-    let page = ctx.read(|tx| {
-        if let Some(w) = ws {
-            if !workspaces::exists(tx, w)? {
-                return Err(Error::not_found("workspace"));
+    let (mut keys, next_cursor) =
+        list_page(ctx, &list, req.page_size, &req.cursor, |tx, after, size| {
+            if let Some(w) = ws {
+                workspace_exists(tx, w)?;
             }
-        }
-        api_keys::list(tx, ws, after, size)
-    })?;
-    let mut keys = page.items;
+            api_keys::list(tx, ws, after, size)
+        })?;
     for k in &mut keys {
         show_pending_use(ctx, k);
     }
     Ok(ListApiKeysResponse {
-        api_keys: keys,
-        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
+        api_keys: keys.iter().map(api_key_pb).collect(),
+        next_cursor,
     })
 }
 
@@ -113,24 +124,19 @@ pub fn revoke(ctx: &mut Ctx, req: RevokeApiKeyRequest) -> Result<RevokeApiKeyRes
             return Err(Error::not_found("API key"));
         }
         api_keys::revoke(tx, id, store::now_ms())?;
-        api_keys::get(tx, id)?.ok_or_else(|| Error::not_found("API key"))
+        found(api_keys::get(tx, id)?, "API key")
     })?;
-    Ok(RevokeApiKeyResponse { api_key: Some(key) })
+    Ok(RevokeApiKeyResponse {
+        api_key: Some(api_key_pb(&key)),
+    })
 }
 
 /// A use recorded in memory and not flushed yet is shown, so `last_used_at`
 /// is current in the API even though it is written in batches.
-fn show_pending_use(ctx: &Ctx, k: &mut ApiKey) {
-    let Ok(id) = ApiKeyId::parse(&k.id) else {
-        return;
-    };
-    if let Some(t) = ctx.state.last_used.pending(id) {
-        let shown = k
-            .last_used_at
-            .as_ref()
-            .map(|s| s.seconds * 1000 + i64::from(s.nanos / 1_000_000));
-        if shown.is_none_or(|s| s < t) {
-            k.last_used_at = Some(crate::pb::Timestamp::from_millis(t));
+fn show_pending_use(ctx: &Ctx, k: &mut ApiKeyRow) {
+    if let Some(t) = ctx.state.last_used.pending(k.id) {
+        if k.last_used_at.is_none_or(|s| s < t) {
+            k.last_used_at = Some(t);
         }
     }
 }
@@ -142,12 +148,7 @@ pub fn list_all(tx: &Connection) -> Result<Vec<String>> {
     let mut cursor = None;
     loop {
         let page = workspaces::list(tx, None, cursor, 1000)?;
-        scopes.extend(
-            page.items
-                .iter()
-                .filter_map(|w| WorkspaceId::parse(&w.id).ok())
-                .map(Some),
-        );
+        scopes.extend(page.items.iter().map(|w| Some(w.id)));
         match page.next_after {
             Some(last) => cursor = Some(last),
             None => break,
@@ -158,9 +159,13 @@ pub fn list_all(tx: &Connection) -> Result<Vec<String>> {
         loop {
             let page = api_keys::list(tx, ws, cursor, 1000)?;
             for k in &page.items {
-                let id = ApiKeyId::parse(&k.id)?;
+                let id = k.id;
                 let role = Role::from_i32(k.role).map_or("?", Role::name);
-                let state = if k.revoked { "revoked" } else { "active" };
+                let state = if k.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
                 let w = ws.map_or_else(|| "-".to_string(), |w| w.to_base64());
                 out.push(format!(
                     "{id}\t{w}\t{role}\t{}\t{state}\t{}",

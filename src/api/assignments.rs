@@ -9,14 +9,33 @@ use crate::assign::{self, Binding, Policy, Verdict};
 use crate::crypto::Keyring;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::ids::{self, AssignmentId, PoolId, SessionId, WorkspaceId};
+use crate::ids::{AssignmentId, PoolId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
+use crate::pb::Timestamp;
 use crate::store::assignments::{self as db, AssignmentRow};
 use crate::store::pools::PoolRow;
 use crate::store::sessions::{self, SessionRow};
 use crate::store::{self, pools, providers};
 
 use super::providers::open_credentials;
+use super::{found, list_page, save_if_changed, workspace_exists, Versioned};
+
+/// The wire form of an assignment row.
+pub fn assignment_pb(a: &AssignmentRow) -> Assignment {
+    Assignment {
+        id: a.id.to_vec(),
+        workspace_id: a.workspace_id.to_vec(),
+        pool_id: a.pool_id.to_vec(),
+        session_id: a.session_id.to_vec(),
+        account_name: a.account_name.clone(),
+        pinned: a.pinned,
+        version: a.version,
+        created_at: Some(Timestamp::from_millis(a.created_at)),
+        updated_at: Some(Timestamp::from_millis(a.updated_at)),
+        bound_at: Some(Timestamp::from_millis(a.bound_at)),
+        rotations: a.rotations,
+    }
+}
 
 /// 1..=128 printable characters. Refused: control (Cc), format (Cf: soft
 /// hyphen, zero-width and bidi controls, BOM, tags), line and paragraph
@@ -63,10 +82,11 @@ fn no_session() -> Error {
 }
 
 fn pool_of(tx: &Connection, ws: WorkspaceId, pool: PoolId) -> Result<PoolRow> {
-    pools::get(tx, ws, pool)?.ok_or_else(|| Error::not_found("pool"))
+    found(pools::get(tx, ws, pool)?, "pool")
 }
 
-/// A freshly chosen session of the pool (see `assign::choose`).
+/// A freshly chosen session of the pool: the store finds the eligible
+/// ones (`assign::eligible`), `assign::choose` takes the least loaded.
 fn pick(
     tx: &Connection,
     pool: &PoolRow,
@@ -74,13 +94,30 @@ fn pick(
     now: i64,
 ) -> Result<Option<SessionId>> {
     let cands = sessions::candidates(tx, pool.id, pool.max_accounts_per_session, exclude, now)?;
-    Ok(assign::choose(
-        &cands,
-        pool.max_accounts_per_session,
-        exclude,
-        now,
-        &mut rand::rng(),
-    ))
+    Ok(assign::choose(&cands, &mut rand::rng()))
+}
+
+/// A new, unpinned assignment bound to `session` at `now`.
+fn new_assignment(
+    ws: WorkspaceId,
+    pool: PoolId,
+    session: SessionId,
+    account: &str,
+    now: i64,
+) -> AssignmentRow {
+    AssignmentRow {
+        id: AssignmentId::generate(),
+        workspace_id: ws,
+        pool_id: pool,
+        session_id: session,
+        account_name: account.to_string(),
+        pinned: false,
+        bound_at: now,
+        rotations: 0,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+    }
 }
 
 /// An explicitly named target must be a live, enabled session of the pool.
@@ -97,11 +134,6 @@ fn check_target(tx: &Connection, ws: WorkspaceId, pool: PoolId, id: SessionId) -
             "session_id must name a live, enabled session of the same pool.",
         )),
     }
-}
-
-fn bump(a: &mut AssignmentRow, now: i64) {
-    a.version += 1;
-    a.updated_at = now;
 }
 
 pub fn create(ctx: &mut Ctx, req: CreateAssignmentRequest) -> Result<CreateAssignmentResponse> {
@@ -127,34 +159,23 @@ pub fn create(ctx: &mut Ctx, req: CreateAssignmentRequest) -> Result<CreateAssig
             None => pick(tx, &p, None, now)?.ok_or_else(no_session)?,
         };
         let row = AssignmentRow {
-            id: AssignmentId::generate(),
-            workspace_id: ws,
-            pool_id: pool,
-            session_id: session,
-            account_name: req.account_name.clone(),
             pinned: req.pinned,
-            bound_at: now,
-            rotations: 0,
-            version: 1,
-            created_at: now,
-            updated_at: now,
+            ..new_assignment(ws, pool, session, &req.account_name, now)
         };
         db::insert(tx, &row)?;
         Ok(row)
     })?;
     Ok(CreateAssignmentResponse {
-        assignment: Some(row.to_pb()),
+        assignment: Some(assignment_pb(&row)),
     })
 }
 
 pub fn get(ctx: &mut Ctx, req: GetAssignmentRequest) -> Result<GetAssignmentResponse> {
     let ws = ctx.ws()?;
     let id = AssignmentId::parse(&req.assignment_id)?;
-    let row = ctx
-        .read(|tx| db::get(tx, ws, id))?
-        .ok_or_else(|| Error::not_found("assignment"))?;
+    let row = found(ctx.read(|tx| db::get(tx, ws, id))?, "assignment")?;
     Ok(GetAssignmentResponse {
-        assignment: Some(row.to_pb()),
+        assignment: Some(assignment_pb(&row)),
     })
 }
 
@@ -165,37 +186,34 @@ pub fn list(ctx: &mut Ctx, req: ListAssignmentsRequest) -> Result<ListAssignment
         session: SessionId::parse_optional(&req.session_id)?,
         account_name: (!req.account_name.is_empty()).then_some(req.account_name.as_str()),
     };
-    let size = ids::page_size(req.page_size)?;
     let list = crate::cursor::List::new("ListAssignments", Some(ws))
         .filter("pool_id", filter.pool.as_ref().map(|p| &p.0[..]))
         .filter("session_id", filter.session.as_ref().map(|s| &s.0[..]))
         .filter("account_name", filter.account_name.map(str::as_bytes));
-    let after = list.decode(&ctx.state.keys, &req.cursor)?;
-    let page = ctx.read(|tx| {
-        // Filters name things like everywhere else: an unknown pool or
-        // session (or another workspace's) is not_found, not an empty list
-        // that reads as "nothing assigned there".
-        if let Some(p) = filter.pool {
-            pools::get(tx, ws, p)?.ok_or_else(|| Error::not_found("pool"))?;
-        }
-        if let Some(s) = filter.session {
-            // A deleted session still counts: assignments stay on it until
-            // they are moved, and this is how to find them.
-            sessions::get_any(tx, s)?
-                .filter(|row| row.workspace_id == ws)
-                .ok_or_else(|| Error::not_found("session"))?;
-        }
-        if filter.pool.is_none()
-            && filter.session.is_none()
-            && !crate::store::workspaces::exists(tx, ws)?
-        {
-            return Err(Error::not_found("workspace"));
-        }
-        db::list(tx, ws, &filter, after, size)
-    })?;
+    let (assignments, next_cursor) =
+        list_page(ctx, &list, req.page_size, &req.cursor, |tx, after, size| {
+            // Filters name things like everywhere else: an unknown pool or
+            // session (or another workspace's) is not_found, not an empty list
+            // that reads as "nothing assigned there".
+            if let Some(p) = filter.pool {
+                pool_of(tx, ws, p)?;
+            }
+            if let Some(s) = filter.session {
+                // A deleted session still counts: assignments stay on it until
+                // they are moved, and this is how to find them.
+                found(
+                    sessions::get_any(tx, s)?.filter(|row| row.workspace_id == ws),
+                    "session",
+                )?;
+            }
+            if filter.pool.is_none() && filter.session.is_none() {
+                workspace_exists(tx, ws)?;
+            }
+            db::list(tx, ws, &filter, after, size)
+        })?;
     Ok(ListAssignmentsResponse {
-        assignments: page.items.iter().map(AssignmentRow::to_pb).collect(),
-        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
+        assignments: assignments.iter().map(assignment_pb).collect(),
+        next_cursor,
     })
 }
 
@@ -210,7 +228,7 @@ pub fn update(ctx: &mut Ctx, req: UpdateAssignmentRequest) -> Result<UpdateAssig
     let row = ctx.write(|tx| {
         // Under the write lock: bound_at and updated_at follow commit order.
         let now = store::now_ms();
-        let mut a = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("assignment"))?;
+        let mut a = found(db::get(tx, ws, id)?, "assignment")?;
         store::check_version(req.expected_version, a.version)?;
         let mut changed = false;
         if let Some(s) = target {
@@ -221,14 +239,11 @@ pub fn update(ctx: &mut Ctx, req: UpdateAssignmentRequest) -> Result<UpdateAssig
             }
         }
         changed |= super::set(&mut a.pinned, req.pinned);
-        if changed {
-            bump(&mut a, now);
-            db::update(tx, &a)?;
-        }
+        save_if_changed(tx, &mut a, changed, now, db::update)?;
         Ok(a)
     })?;
     Ok(UpdateAssignmentResponse {
-        assignment: Some(row.to_pb()),
+        assignment: Some(assignment_pb(&row)),
     })
 }
 
@@ -238,7 +253,7 @@ pub fn rebind(ctx: &mut Ctx, req: RebindAssignmentRequest) -> Result<RebindAssig
     let row = ctx.write(|tx| {
         // Under the write lock: bound_at and updated_at follow commit order.
         let now = store::now_ms();
-        let mut a = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("assignment"))?;
+        let mut a = found(db::get(tx, ws, id)?, "assignment")?;
         if a.pinned {
             return Err(Error::precondition(
                 "The assignment is pinned; unpin it first (UpdateAssignment with pinned false).",
@@ -251,12 +266,12 @@ pub fn rebind(ctx: &mut Ctx, req: RebindAssignmentRequest) -> Result<RebindAssig
             )
         })?;
         a.move_to(s, now);
-        bump(&mut a, now);
+        a.stamp(now);
         db::update(tx, &a)?;
         Ok(a)
     })?;
     Ok(RebindAssignmentResponse {
-        assignment: Some(row.to_pb()),
+        assignment: Some(assignment_pb(&row)),
     })
 }
 
@@ -264,7 +279,7 @@ pub fn delete(ctx: &mut Ctx, req: DeleteAssignmentRequest) -> Result<DeleteAssig
     let ws = ctx.ws()?;
     let id = AssignmentId::parse(&req.assignment_id)?;
     ctx.write(|tx| {
-        db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("assignment"))?;
+        found(db::get(tx, ws, id)?, "assignment")?;
         db::delete(tx, id)
     })?;
     Ok(DeleteAssignmentResponse {})
@@ -481,19 +496,7 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
             let (a, current) = match db::by_account(tx, pool, account)? {
                 None => {
                     let s = pick(tx, &p, None, now)?.ok_or_else(no_session)?;
-                    let a = AssignmentRow {
-                        id: AssignmentId::generate(),
-                        workspace_id: ws,
-                        pool_id: pool,
-                        session_id: s,
-                        account_name: account.to_string(),
-                        pinned: false,
-                        bound_at: now,
-                        rotations: 0,
-                        version: 1,
-                        created_at: now,
-                        updated_at: now,
-                    };
+                    let a = new_assignment(ws, pool, s, account, now);
                     db::insert(tx, &a)?;
                     (a, None)
                 }
@@ -506,7 +509,7 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
                             match pick(tx, &p, Some(a.session_id), now)? {
                                 Some(next) => {
                                     a.move_to(next, now);
-                                    bump(&mut a, now);
+                                    a.stamp(now);
                                     db::update(tx, &a)?;
                                     (a, None)
                                 }
@@ -525,7 +528,7 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
         })?,
     };
     Ok(ResolveProxyResponse {
-        assignment: Some(a.to_pb()),
+        assignment: Some(assignment_pb(&a)),
         proxy: Some(proxy),
     })
 }

@@ -358,31 +358,14 @@ mod tests {
             let mut ids = Vec::new();
             for i in 0..n {
                 let id = SessionId::generate();
-                sessions::insert(
-                    tx,
-                    &SessionRow {
-                        id,
-                        workspace_id: ws,
-                        pool_id: pool,
-                        provider_id: provider,
-                        token: format!("t{i}"),
-                        scheme: Some("http".into()),
-                        host: Some("203.0.113.1".into()),
-                        port: Some(3128),
-                        username: None,
-                        password: Some(sealer.seal(&id.0, "password", format!("pw-{i}").as_bytes())?),
-                        enabled: true,
-                        consecutive_failures: 0,
-                        last_success_at: None,
-                        last_failure_at: None,
-                        unhealthy_until: None,
-                        assignment_count: 0,
-                        version: 1,
-                        created_at: 0,
-                        updated_at: 0,
-                        deleted: false,
-                    },
-                )?;
+                let session = SessionRow {
+                    scheme: Some("http".into()),
+                    host: Some("203.0.113.1".into()),
+                    port: Some(3128),
+                    password: Some(sealer.seal(&id.0, "password", format!("pw-{i}").as_bytes())?),
+                    ..SessionRow::new(id, ws, pool, provider, format!("t{i}"), 0)
+                };
+                sessions::insert(tx, &session)?;
                 ids.push(id);
             }
             Ok((ws, ids))

@@ -9,7 +9,87 @@ pub mod providers;
 pub mod sessions;
 pub mod workspaces;
 
+use rusqlite::Connection;
+
+use crate::crypto::{self, Keyring};
+use crate::ctx::Ctx;
+use crate::cursor;
 use crate::error::{Error, Result};
+use crate::ids::{self, WorkspaceId};
+use crate::store::assignments::AssignmentRow;
+use crate::store::pools::PoolRow;
+use crate::store::providers::ProviderRow;
+use crate::store::sessions::SessionRow;
+use crate::store::workspaces as ws_store;
+use crate::store::Page;
+
+/// The row of a Get, Update or Delete: an id of another workspace, or of
+/// nothing, is not_found naming the resource.
+pub fn found<T>(row: Option<T>, what: &str) -> Result<T> {
+    row.ok_or_else(|| Error::not_found(what))
+}
+
+/// Calls that name no other resource of the workspace still answer
+/// not_found for a workspace that is gone (deleted while a key lives on).
+pub fn workspace_exists(tx: &Connection, ws: WorkspaceId) -> Result<()> {
+    if ws_store::exists(tx, ws)? {
+        Ok(())
+    } else {
+        Err(Error::not_found("workspace"))
+    }
+}
+
+/// One List call: checks page_size, then the request's cursor against
+/// `list`, reads one page in a read transaction, and returns its items
+/// with the next cursor (empty on the last page).
+pub fn list_page<T>(
+    ctx: &mut Ctx,
+    list: &cursor::List,
+    page_size: i32,
+    cursor: &str,
+    read: impl FnOnce(&Connection, Option<[u8; 16]>, usize) -> Result<Page<T>>,
+) -> Result<(Vec<T>, String)> {
+    let size = ids::page_size(page_size)?;
+    let after = list.decode(&ctx.state.keys, cursor)?;
+    let page = ctx.read(|tx| read(tx, after, size))?;
+    Ok((page.items, list.encode(&ctx.state.keys, page.next_after)?))
+}
+
+/// A row Update calls edit: `version` counts its changes.
+pub trait Versioned {
+    /// Marks a change made at `now`.
+    fn stamp(&mut self, now: i64);
+}
+
+macro_rules! versioned {
+    ($($row:ty),*) => {
+        $(impl Versioned for $row {
+            fn stamp(&mut self, now: i64) {
+                self.version += 1;
+                self.updated_at = now;
+            }
+        })*
+    };
+}
+versioned!(PoolRow, ProviderRow, SessionRow, AssignmentRow);
+
+/// The end of every Update: a change grows `version`, sets `updated_at`
+/// and writes the row back; a call that changes nothing writes nothing, so
+/// its `version` stays (API.md: `version` grows by exactly 1 on each
+/// change).
+pub fn save_if_changed<R: Versioned>(
+    tx: &Connection,
+    row: &mut R,
+    changed: bool,
+    now: i64,
+    update: fn(&Connection, &R) -> Result<()>,
+) -> Result<()> {
+    if changed {
+        row.stamp(now);
+        update(tx, row)?;
+    }
+    Ok(())
+}
 
 /// A display name: 1..=200 characters, no control characters.
 pub fn check_name(field: &str, name: &str) -> Result<()> {
@@ -154,12 +234,6 @@ pub fn check_token(field: &str, token: &str) -> Result<()> {
         )))
     }
 }
-
-use rusqlite::Connection;
-
-use crate::crypto::{self, Keyring};
-use crate::ids::WorkspaceId;
-use crate::store::workspaces as ws_store;
 
 /// Seals secrets of a workspace's rows under its current data key, fetched
 /// once per call (BulkCreateSessions seals thousands).

@@ -2,15 +2,35 @@
 
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::ids::{self, PoolId};
+use crate::ids::PoolId;
 use crate::pb::v1::*;
+use crate::pb::Timestamp;
+use crate::store;
 use crate::store::pools::{self as db, PoolRow};
-use crate::store::{self, workspaces};
 
-use super::{check_name, set};
+use super::{check_name, found, list_page, save_if_changed, set, workspace_exists};
 
 pub const DEFAULT_FAILURE_THRESHOLD: i32 = 3;
 pub const DEFAULT_COOLDOWN_SECONDS: i32 = 300;
+
+/// The wire form of a pool row.
+pub fn pool_pb(p: &PoolRow) -> Pool {
+    Pool {
+        id: p.id.to_vec(),
+        workspace_id: p.workspace_id.to_vec(),
+        name: p.name.clone(),
+        rotation: Some(RotationPolicy {
+            interval_seconds: Some(p.rotation_interval),
+            on_unhealthy: Some(p.rotate_on_unhealthy),
+        }),
+        max_accounts_per_session: p.max_accounts_per_session,
+        failure_threshold: p.failure_threshold,
+        cooldown_seconds: p.cooldown_seconds,
+        version: p.version,
+        created_at: Some(Timestamp::from_millis(p.created_at)),
+        updated_at: Some(Timestamp::from_millis(p.updated_at)),
+    }
+}
 
 fn non_negative(field: &str, v: Option<i32>) -> Result<Option<i32>> {
     match v {
@@ -49,41 +69,34 @@ pub fn create(ctx: &mut Ctx, req: CreatePoolRequest) -> Result<CreatePoolRespons
         updated_at: now,
     };
     ctx.write(|tx| {
-        if !workspaces::exists(tx, ws)? {
-            return Err(Error::not_found("workspace"));
-        }
+        workspace_exists(tx, ws)?;
         db::insert(tx, &row)
     })?;
     Ok(CreatePoolResponse {
-        pool: Some(row.to_pb()),
+        pool: Some(pool_pb(&row)),
     })
 }
 
 pub fn get(ctx: &mut Ctx, req: GetPoolRequest) -> Result<GetPoolResponse> {
     let ws = ctx.ws()?;
     let id = PoolId::parse(&req.pool_id)?;
-    let row = ctx
-        .read(|tx| db::get(tx, ws, id))?
-        .ok_or_else(|| Error::not_found("pool"))?;
+    let row = found(ctx.read(|tx| db::get(tx, ws, id))?, "pool")?;
     Ok(GetPoolResponse {
-        pool: Some(row.to_pb()),
+        pool: Some(pool_pb(&row)),
     })
 }
 
 pub fn list(ctx: &mut Ctx, req: ListPoolsRequest) -> Result<ListPoolsResponse> {
     let ws = ctx.ws()?;
-    let size = ids::page_size(req.page_size)?;
     let list = crate::cursor::List::new("ListPools", Some(ws));
-    let after = list.decode(&ctx.state.keys, &req.cursor)?;
-    let page = ctx.read(|tx| {
-        if !workspaces::exists(tx, ws)? {
-            return Err(Error::not_found("workspace"));
-        }
-        db::list(tx, ws, after, size)
-    })?;
+    let (pools, next_cursor) =
+        list_page(ctx, &list, req.page_size, &req.cursor, |tx, after, size| {
+            workspace_exists(tx, ws)?;
+            db::list(tx, ws, after, size)
+        })?;
     Ok(ListPoolsResponse {
-        pools: page.items.iter().map(PoolRow::to_pb).collect(),
-        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
+        pools: pools.iter().map(pool_pb).collect(),
+        next_cursor,
     })
 }
 
@@ -99,7 +112,7 @@ pub fn update(ctx: &mut Ctx, req: UpdatePoolRequest) -> Result<UpdatePoolRespons
     let threshold = check_threshold(req.failure_threshold)?;
     let cooldown = non_negative("cooldown_seconds", req.cooldown_seconds)?;
     let row = ctx.write(|tx| {
-        let mut row = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("pool"))?;
+        let mut row = found(db::get(tx, ws, id)?, "pool")?;
         store::check_version(req.expected_version, row.version)?;
         let changed = [
             set(&mut row.name, req.name.clone()),
@@ -110,15 +123,11 @@ pub fn update(ctx: &mut Ctx, req: UpdatePoolRequest) -> Result<UpdatePoolRespons
             set(&mut row.cooldown_seconds, cooldown),
         ]
         .contains(&true);
-        if changed {
-            row.version += 1;
-            row.updated_at = store::now_ms();
-            db::update(tx, &row)?;
-        }
+        save_if_changed(tx, &mut row, changed, store::now_ms(), db::update)?;
         Ok(row)
     })?;
     Ok(UpdatePoolResponse {
-        pool: Some(row.to_pb()),
+        pool: Some(pool_pb(&row)),
     })
 }
 
@@ -126,7 +135,7 @@ pub fn delete(ctx: &mut Ctx, req: DeletePoolRequest) -> Result<DeletePoolRespons
     let ws = ctx.ws()?;
     let id = PoolId::parse(&req.pool_id)?;
     ctx.write(|tx| {
-        db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("pool"))?;
+        found(db::get(tx, ws, id)?, "pool")?;
         if db::has_live_sessions(tx, id)? {
             return Err(Error::precondition(
                 "The pool still has live sessions; delete them before deleting the pool.",

@@ -9,14 +9,39 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::Keyring;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::ids::{self, ProviderId, WorkspaceId};
+use crate::ids::{ProviderId, WorkspaceId};
 use crate::pb::v1::*;
+use crate::pb::Timestamp;
 use crate::store::providers::{self as db, Gateway as GatewayRow, ProviderRow};
 use crate::store::{self, workspaces};
 use crate::warn;
 
 use super::key_rotation;
+use super::workspaces::key_rotation_pb;
 use super::{check_host, check_name, check_port, check_scheme, check_secretish, set};
+use super::{found, list_page, save_if_changed, workspace_exists};
+
+/// The wire form of a provider row; its credentials never leave the store.
+pub fn provider_pb(p: &ProviderRow) -> Provider {
+    Provider {
+        id: p.id.to_vec(),
+        workspace_id: p.workspace_id.to_vec(),
+        r#type: p.ptype,
+        name: p.name.clone(),
+        gateway: p.gateway.as_ref().map(|g| Gateway {
+            scheme: g.scheme.clone(),
+            host: g.host.clone(),
+            port: g.port,
+            username_template: g.username_template.clone(),
+            password_template: g.password_template.clone(),
+        }),
+        enabled: p.enabled,
+        key_version: p.key_version as i32,
+        version: p.version,
+        created_at: Some(Timestamp::from_millis(p.created_at)),
+        updated_at: Some(Timestamp::from_millis(p.updated_at)),
+    }
+}
 
 /// The credentials as sealed: JSON inside the ciphertext.
 #[derive(Serialize, Deserialize, Default)]
@@ -141,9 +166,7 @@ pub fn connect(ctx: &mut Ctx, req: ConnectProviderRequest) -> Result<ConnectProv
     let gw = gateway(req.r#type, req.gateway.as_ref())?;
     let keys = &ctx.state.keys;
     let row = ctx.write(|tx| {
-        if !workspaces::exists(tx, ws)? {
-            return Err(Error::not_found("workspace"));
-        }
+        workspace_exists(tx, ws)?;
         if db::type_taken(tx, ws, req.r#type)? {
             let name = ProviderType::try_from(req.r#type).map_or("", |t| t.as_str_name());
             return Err(Error::exists(format!(
@@ -171,35 +194,30 @@ pub fn connect(ctx: &mut Ctx, req: ConnectProviderRequest) -> Result<ConnectProv
         Ok(row)
     })?;
     Ok(ConnectProviderResponse {
-        provider: Some(row.to_pb()),
+        provider: Some(provider_pb(&row)),
     })
 }
 
 pub fn get(ctx: &mut Ctx, req: GetProviderRequest) -> Result<GetProviderResponse> {
     let ws = ctx.ws()?;
     let id = ProviderId::parse(&req.provider_id)?;
-    let row = ctx
-        .read(|tx| db::get(tx, ws, id))?
-        .ok_or_else(|| Error::not_found("provider"))?;
+    let row = found(ctx.read(|tx| db::get(tx, ws, id))?, "provider")?;
     Ok(GetProviderResponse {
-        provider: Some(row.to_pb()),
+        provider: Some(provider_pb(&row)),
     })
 }
 
 pub fn list(ctx: &mut Ctx, req: ListProvidersRequest) -> Result<ListProvidersResponse> {
     let ws = ctx.ws()?;
-    let size = ids::page_size(req.page_size)?;
     let list = crate::cursor::List::new("ListProviders", Some(ws));
-    let after = list.decode(&ctx.state.keys, &req.cursor)?;
-    let page = ctx.read(|tx| {
-        if !workspaces::exists(tx, ws)? {
-            return Err(Error::not_found("workspace"));
-        }
-        db::list(tx, ws, after, size)
-    })?;
+    let (providers, next_cursor) =
+        list_page(ctx, &list, req.page_size, &req.cursor, |tx, after, size| {
+            workspace_exists(tx, ws)?;
+            db::list(tx, ws, after, size)
+        })?;
     Ok(ListProvidersResponse {
-        providers: page.items.iter().map(ProviderRow::to_pb).collect(),
-        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
+        providers: providers.iter().map(provider_pb).collect(),
+        next_cursor,
     })
 }
 
@@ -214,7 +232,7 @@ pub fn update(ctx: &mut Ctx, req: UpdateProviderRequest) -> Result<UpdateProvide
     }
     let keys = &ctx.state.keys;
     let row = ctx.write(|tx| {
-        let mut row = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("provider"))?;
+        let mut row = found(db::get(tx, ws, id)?, "provider")?;
         store::check_version(req.expected_version, row.version)?;
         let mut changed = set(&mut row.name, req.name.clone());
         changed |= set(&mut row.enabled, req.enabled);
@@ -227,15 +245,11 @@ pub fn update(ctx: &mut Ctx, req: UpdateProviderRequest) -> Result<UpdateProvide
             row.key_version = v;
             changed = true;
         }
-        if changed {
-            row.version += 1;
-            row.updated_at = store::now_ms();
-            db::update(tx, &row)?;
-        }
+        save_if_changed(tx, &mut row, changed, store::now_ms(), db::update)?;
         Ok(row)
     })?;
     Ok(UpdateProviderResponse {
-        provider: Some(row.to_pb()),
+        provider: Some(provider_pb(&row)),
     })
 }
 
@@ -246,7 +260,7 @@ pub fn disconnect(
     let ws = ctx.ws()?;
     let id = ProviderId::parse(&req.provider_id)?;
     ctx.write(|tx| {
-        db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("provider"))?;
+        found(db::get(tx, ws, id)?, "provider")?;
         if db::has_live_sessions(tx, ws, id)? {
             return Err(Error::precondition(
                 "Live sessions use this provider; delete them before disconnecting it.",
@@ -290,7 +304,7 @@ pub fn rotate_workspace_key(
     Ok(RotateWorkspaceKeyResponse {
         previous_key_version: previous as i32,
         new_key_version: new as i32,
-        key_rotation: progress.map(|p| p.to_pb()),
+        key_rotation: progress.as_ref().map(key_rotation_pb),
     })
 }
 

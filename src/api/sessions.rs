@@ -7,14 +7,45 @@ use rusqlite::Connection;
 use crate::assign;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::ids::{self, PoolId, ProviderId, SessionId, WorkspaceId};
+use crate::ids::{PoolId, ProviderId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
+use crate::pb::Timestamp;
 use crate::store::providers::ProviderRow;
 use crate::store::sessions::{self as db, SessionRow};
-use crate::store::{self, pools, providers, workspaces};
+use crate::store::{self, pools, providers};
 
 use super::providers::WEBSHARE;
 use super::{check_host, check_port, check_scheme, check_secretish, check_token};
+use super::{found, list_page, save_if_changed, workspace_exists};
+
+/// The wire form of a session row; `now` decides `health.healthy`. The
+/// sealed password never leaves the store.
+pub fn session_pb(s: &SessionRow, now: i64) -> Session {
+    let ts = |v: Option<i64>| v.map(Timestamp::from_millis);
+    Session {
+        id: s.id.to_vec(),
+        workspace_id: s.workspace_id.to_vec(),
+        pool_id: s.pool_id.to_vec(),
+        provider_id: s.provider_id.to_vec(),
+        token: s.token.clone(),
+        scheme: s.scheme.clone().unwrap_or_default(),
+        host: s.host.clone().unwrap_or_default(),
+        port: s.port.unwrap_or_default(),
+        username: s.username.clone().unwrap_or_default(),
+        enabled: s.enabled,
+        version: s.version,
+        created_at: ts(Some(s.created_at)),
+        updated_at: ts(Some(s.updated_at)),
+        health: Some(SessionHealth {
+            healthy: assign::is_healthy(s.unhealthy_until, now),
+            consecutive_failures: s.consecutive_failures,
+            last_success_at: ts(s.last_success_at),
+            last_failure_at: ts(s.last_failure_at),
+            unhealthy_until: ts(s.unhealthy_until),
+        }),
+        assignment_count: s.assignment_count,
+    }
+}
 
 /// A session request checked on its own, before the store is asked.
 struct Spec {
@@ -85,8 +116,8 @@ fn check_target(
     pool: PoolId,
     provider: ProviderId,
 ) -> Result<ProviderRow> {
-    pools::get(tx, ws, pool)?.ok_or_else(|| Error::not_found("pool"))?;
-    let p = providers::get(tx, ws, provider)?.ok_or_else(|| Error::not_found("provider"))?;
+    found(pools::get(tx, ws, pool)?, "pool")?;
+    let p = found(providers::get(tx, ws, provider)?, "provider")?;
     if !p.enabled {
         return Err(Error::precondition(
             "The provider is disabled; enable it before adding sessions.",
@@ -197,26 +228,12 @@ fn insert(
         None => (None, None, None, None, None),
     };
     let row = SessionRow {
-        id,
-        workspace_id: ws,
-        pool_id: pool,
-        provider_id: provider.id,
-        token,
         scheme,
         host,
         port,
         username,
         password,
-        enabled: true,
-        consecutive_failures: 0,
-        last_success_at: None,
-        last_failure_at: None,
-        unhealthy_until: None,
-        assignment_count: 0,
-        version: 1,
-        created_at: now,
-        updated_at: now,
-        deleted: false,
+        ..SessionRow::new(id, ws, pool, provider.id, token, now)
     };
     if db::insert(tx, &row)? {
         return Ok(Inserted::New(Box::new(row)));
@@ -260,7 +277,7 @@ pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionR
         }
     })?;
     Ok(CreateSessionResponse {
-        session: Some(row.to_pb(store::now_ms())),
+        session: Some(session_pb(&row, store::now_ms())),
     })
 }
 
@@ -327,11 +344,9 @@ pub fn bulk_create(
 pub fn get(ctx: &mut Ctx, req: GetSessionRequest) -> Result<GetSessionResponse> {
     let ws = ctx.ws()?;
     let id = SessionId::parse(&req.session_id)?;
-    let row = ctx
-        .read(|tx| db::get(tx, ws, id))?
-        .ok_or_else(|| Error::not_found("session"))?;
+    let row = found(ctx.read(|tx| db::get(tx, ws, id))?, "session")?;
     Ok(GetSessionResponse {
-        session: Some(row.to_pb(store::now_ms())),
+        session: Some(session_pb(&row, store::now_ms())),
     })
 }
 
@@ -355,12 +370,14 @@ pub fn batch_get(ctx: &mut Ctx, req: BatchGetSessionsRequest) -> Result<BatchGet
         ids.iter()
             .enumerate()
             .map(|(i, id)| {
-                db::get(tx, ws, *id)?.map(|r| r.to_pb(now)).ok_or_else(|| {
-                    Error::new(
-                        crate::error::Code::NotFound,
-                        format!("session_ids[{i}] does not exist in this workspace."),
-                    )
-                })
+                db::get(tx, ws, *id)?
+                    .map(|r| session_pb(&r, now))
+                    .ok_or_else(|| {
+                        Error::new(
+                            crate::error::Code::NotFound,
+                            format!("session_ids[{i}] does not exist in this workspace."),
+                        )
+                    })
             })
             .collect::<Result<Vec<_>>>()
     })?;
@@ -370,21 +387,20 @@ pub fn batch_get(ctx: &mut Ctx, req: BatchGetSessionsRequest) -> Result<BatchGet
 pub fn list(ctx: &mut Ctx, req: ListSessionsRequest) -> Result<ListSessionsResponse> {
     let ws = ctx.ws()?;
     let pool = PoolId::parse_optional(&req.pool_id)?;
-    let size = ids::page_size(req.page_size)?;
     let list = crate::cursor::List::new("ListSessions", Some(ws))
         .filter("pool_id", pool.as_ref().map(|p| &p.0[..]));
-    let after = list.decode(&ctx.state.keys, &req.cursor)?;
-    let page = ctx.read(|tx| {
-        if let Some(p) = pool {
-            pools::get(tx, ws, p)?.ok_or_else(|| Error::not_found("pool"))?;
-        } else if !workspaces::exists(tx, ws)? {
-            return Err(Error::not_found("workspace"));
-        }
-        db::list_ids(tx, ws, pool, after, size)
-    })?;
+    let (ids, next_cursor) =
+        list_page(ctx, &list, req.page_size, &req.cursor, |tx, after, size| {
+            if let Some(p) = pool {
+                found(pools::get(tx, ws, p)?, "pool")?;
+            } else {
+                workspace_exists(tx, ws)?;
+            }
+            db::list_ids(tx, ws, pool, after, size)
+        })?;
     Ok(ListSessionsResponse {
-        session_ids: page.items.iter().map(|s| s.to_vec()).collect(),
-        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
+        session_ids: ids.iter().map(|s| s.to_vec()).collect(),
+        next_cursor,
     })
 }
 
@@ -420,7 +436,7 @@ pub fn update(ctx: &mut Ctx, req: UpdateSessionRequest) -> Result<UpdateSessionR
         || req.password.is_some();
     let keys = &ctx.state.keys;
     let row = ctx.write(|tx| {
-        let mut row = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("session"))?;
+        let mut row = found(db::get(tx, ws, id)?, "session")?;
         store::check_version(req.expected_version, row.version)?;
         if endpoint_fields && !row.is_static() {
             return Err(Error::precondition(
@@ -440,15 +456,11 @@ pub fn update(ctx: &mut Ctx, req: UpdateSessionRequest) -> Result<UpdateSessionR
             };
             changed = true;
         }
-        if changed {
-            row.version += 1;
-            row.updated_at = store::now_ms();
-            db::update(tx, &row)?;
-        }
+        save_if_changed(tx, &mut row, changed, store::now_ms(), db::update)?;
         Ok(row)
     })?;
     Ok(UpdateSessionResponse {
-        session: Some(row.to_pb(store::now_ms())),
+        session: Some(session_pb(&row, store::now_ms())),
     })
 }
 
@@ -456,7 +468,7 @@ pub fn delete(ctx: &mut Ctx, req: DeleteSessionRequest) -> Result<DeleteSessionR
     let ws = ctx.ws()?;
     let id = SessionId::parse(&req.session_id)?;
     ctx.write(|tx| {
-        db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("session"))?;
+        found(db::get(tx, ws, id)?, "session")?;
         db::soft_delete(tx, id, store::now_ms())
     })?;
     Ok(DeleteSessionResponse {})
@@ -475,8 +487,8 @@ pub fn report_result(
         // Taken under the write lock, so a report that waited for it does
         // not start a cooldown in the past.
         let now = store::now_ms();
-        let mut row = db::get(tx, ws, id)?.ok_or_else(|| Error::not_found("session"))?;
-        let pool = pools::get(tx, ws, row.pool_id)?.ok_or_else(|| Error::not_found("pool"))?;
+        let mut row = found(db::get(tx, ws, id)?, "session")?;
+        let pool = found(pools::get(tx, ws, row.pool_id)?, "pool")?;
         let h = assign::report(
             assign::Health {
                 consecutive_failures: row.consecutive_failures,
@@ -498,6 +510,6 @@ pub fn report_result(
         Ok((row, now))
     })?;
     Ok(ReportSessionResultResponse {
-        session: Some(row.to_pb(now)),
+        session: Some(session_pb(&row, now)),
     })
 }

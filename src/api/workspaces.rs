@@ -6,18 +6,53 @@ use rusqlite::Connection;
 use crate::crypto::Keyring;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::ids::{self, WorkspaceId};
+use crate::ids::WorkspaceId;
 use crate::pb::v1::*;
-use crate::store::{self, workspaces};
+use crate::pb::Timestamp;
+use crate::store::workspaces::{self, WorkspaceRow};
+use crate::store::{self};
 
-use super::check_name;
+use super::{check_name, found, list_page};
+
+/// The wire form of a workspace row, with its key rotation's progress.
+pub fn workspace_pb(w: &WorkspaceRow) -> Workspace {
+    Workspace {
+        id: w.id.to_vec(),
+        name: w.name.clone(),
+        key_version: w.key_version as i32,
+        version: w.version,
+        created_at: Some(Timestamp::from_millis(w.created_at)),
+        updated_at: Some(Timestamp::from_millis(w.updated_at)),
+        key_rotation: w.key_rotation.as_ref().map(key_rotation_pb),
+    }
+}
+
+/// The wire form of a key rotation under way; `remaining` is an estimate
+/// and never shown below 0.
+pub fn key_rotation_pb(r: &workspaces::KeyRotation) -> KeyRotation {
+    KeyRotation {
+        target_key_version: r.target as i32,
+        resealed: r.resealed,
+        remaining: r.remaining.max(0),
+    }
+}
 
 /// Creates a workspace with its first data key (version 1).
 pub fn create_workspace(tx: &Connection, keys: &Keyring, name: &str) -> Result<Workspace> {
     check_name("name", name)?;
     let id = WorkspaceId::generate();
-    workspaces::insert(tx, id, name, &keys.new_data_key(id, 1)?.0, store::now_ms())?;
-    workspaces::get(tx, id)?.ok_or_else(|| Error::internal("created workspace vanished"))
+    let now = store::now_ms();
+    let row = WorkspaceRow {
+        id,
+        name: name.to_string(),
+        key_version: 1,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        key_rotation: None,
+    };
+    workspaces::insert(tx, &row, &keys.new_data_key(id, 1)?.0)?;
+    Ok(workspace_pb(&row))
 }
 
 pub fn create(ctx: &mut Ctx, req: CreateWorkspaceRequest) -> Result<CreateWorkspaceResponse> {
@@ -33,14 +68,13 @@ pub fn create(ctx: &mut Ctx, req: CreateWorkspaceRequest) -> Result<CreateWorksp
 
 pub fn get(ctx: &mut Ctx, _req: GetWorkspaceRequest) -> Result<GetWorkspaceResponse> {
     let ws = ctx.ws()?;
-    let workspace = ctx.read(|tx| workspaces::get(tx, ws))?;
+    let row = found(ctx.read(|tx| workspaces::get(tx, ws))?, "workspace")?;
     Ok(GetWorkspaceResponse {
-        workspace: Some(workspace.ok_or_else(|| Error::not_found("workspace"))?),
+        workspace: Some(workspace_pb(&row)),
     })
 }
 
 pub fn list(ctx: &mut Ctx, req: ListWorkspacesRequest) -> Result<ListWorkspacesResponse> {
-    let size = ids::page_size(req.page_size)?;
     let only = if ctx.principal.is_admin() {
         None
     } else {
@@ -49,11 +83,13 @@ pub fn list(ctx: &mut Ctx, req: ListWorkspacesRequest) -> Result<ListWorkspacesR
     // ADMIN pages through every workspace (the ADMIN-wide scope); other keys
     // see only their own, so their cursors are bound to it.
     let list = crate::cursor::List::new("ListWorkspaces", only);
-    let after = list.decode(&ctx.state.keys, &req.cursor)?;
-    let page = ctx.read(|tx| workspaces::list(tx, only, after, size))?;
+    let (rows, next_cursor) =
+        list_page(ctx, &list, req.page_size, &req.cursor, |tx, after, size| {
+            workspaces::list(tx, only, after, size)
+        })?;
     Ok(ListWorkspacesResponse {
-        workspaces: page.items,
-        next_cursor: list.encode(&ctx.state.keys, page.next_after)?,
+        workspaces: rows.iter().map(workspace_pb).collect(),
+        next_cursor,
     })
 }
 
@@ -62,8 +98,8 @@ pub fn update(ctx: &mut Ctx, req: UpdateWorkspaceRequest) -> Result<UpdateWorksp
     if let Some(n) = &req.name {
         check_name("name", n)?;
     }
-    let workspace = ctx.write(|tx| {
-        let cur = workspaces::get(tx, ws)?.ok_or_else(|| Error::not_found("workspace"))?;
+    let row = ctx.write(|tx| {
+        let cur = found(workspaces::get(tx, ws)?, "workspace")?;
         store::check_version(req.expected_version, cur.version)?;
         match &req.name {
             Some(n) if *n != cur.name => {
@@ -74,7 +110,7 @@ pub fn update(ctx: &mut Ctx, req: UpdateWorkspaceRequest) -> Result<UpdateWorksp
         }
     })?;
     Ok(UpdateWorkspaceResponse {
-        workspace: Some(workspace),
+        workspace: Some(workspace_pb(&row)),
     })
 }
 

@@ -1,55 +1,39 @@
 //! API keys: only the keyed hash of a secret is stored.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::Result;
 use crate::ids::{ApiKeyId, WorkspaceId};
-use crate::pb::{v1, Timestamp};
-use crate::role::Role;
 
+use super::columns::table;
 use super::{after, page, Page};
 
-const COLS: &str = "id, workspace_id, name, role, prefix, created_at, last_used_at, revoked_at";
-
-fn row(r: &Row) -> rusqlite::Result<v1::ApiKey> {
-    Ok(v1::ApiKey {
-        id: r.get::<_, ApiKeyId>(0)?.to_vec(),
-        workspace_id: r
-            .get::<_, Option<WorkspaceId>>(1)?
-            .map(WorkspaceId::to_vec)
-            .unwrap_or_default(),
-        name: r.get(2)?,
-        role: r.get(3)?,
-        prefix: r.get(4)?,
-        created_at: Some(Timestamp::from_millis(r.get(5)?)),
-        last_used_at: r.get::<_, Option<i64>>(6)?.map(Timestamp::from_millis),
-        revoked: r.get::<_, Option<i64>>(7)?.is_some(),
-    })
+table! {
+    #[derive(Debug, Clone)]
+    pub struct ApiKeyRow in "api_keys" {
+        pub id: ApiKeyId,
+        /// None for the ADMIN keys, which belong to no workspace.
+        pub workspace_id: Option<WorkspaceId>,
+        pub name: String,
+        /// A `Role` as its number.
+        pub role: i32,
+        /// The first characters of the secret, shown to tell keys apart.
+        pub prefix: String,
+        /// The keyed hash of the secret; the secret itself is never stored.
+        pub hash: [u8; 32],
+        pub created_at: i64,
+        pub last_used_at: Option<i64>,
+        pub revoked_at: Option<i64>,
+    }
 }
 
-pub struct NewKey<'a> {
-    pub id: ApiKeyId,
-    pub workspace: Option<WorkspaceId>,
-    pub name: &'a str,
-    pub role: Role,
-    pub prefix: &'a str,
-    pub hash: &'a [u8; 32],
+pub fn insert(c: &Connection, k: &ApiKeyRow) -> Result<()> {
+    k.insert(c)?;
+    Ok(())
 }
 
-pub fn insert(c: &Connection, k: &NewKey, now: i64) -> Result<v1::ApiKey> {
-    c.execute(
-        "INSERT INTO api_keys(id, workspace_id, name, role, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![k.id, k.workspace, k.name, k.role as i32, k.prefix, &k.hash[..], now],
-    )?;
-    get(c, k.id)?.ok_or_else(|| crate::error::Error::internal("inserted key vanished"))
-}
-
-pub fn get(c: &Connection, id: ApiKeyId) -> Result<Option<v1::ApiKey>> {
-    Ok(
-        c.prepare_cached(&format!("SELECT {COLS} FROM api_keys WHERE id = ?1"))?
-            .query_row([id], row)
-            .optional()?,
-    )
+pub fn get(c: &Connection, id: ApiKeyId) -> Result<Option<ApiKeyRow>> {
+    Ok(ApiKeyRow::one(c, "WHERE id = ?1", [id])?)
 }
 
 /// What authentication needs of a key, found by its hash.
@@ -112,16 +96,13 @@ pub fn list(
     workspace: Option<WorkspaceId>,
     cursor: Option<[u8; 16]>,
     size: usize,
-) -> Result<Page<v1::ApiKey>> {
-    let rows = c
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM api_keys WHERE workspace_id IS ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-        ))?
-        .query_map(params![workspace, after(cursor), size as i64 + 1], row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(page(rows, size, |k| {
-        k.id.as_slice().try_into().unwrap_or_default()
-    }))
+) -> Result<Page<ApiKeyRow>> {
+    let rows = ApiKeyRow::all(
+        c,
+        "WHERE workspace_id IS ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        params![workspace, after(cursor), size as i64 + 1],
+    )?;
+    Ok(page(rows, size, |k| k.id.0))
 }
 
 pub fn workspace_of(c: &Connection, id: ApiKeyId) -> Result<Option<Option<WorkspaceId>>> {

@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod assignments;
+pub mod columns;
 mod migrate;
 pub mod pools;
 pub mod providers;

@@ -2,12 +2,13 @@
 //! gateway. Disconnected providers stay as tombstones (credentials wiped) so
 //! deleted sessions can still name them.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::types::{Null, ToSql, ToSqlOutput};
+use rusqlite::{params, Connection};
 
 use crate::error::Result;
 use crate::ids::{ProviderId, WorkspaceId};
-use crate::pb::{v1, Timestamp};
 
+use super::columns::{table, update_by_id, Group, Reader};
 use super::{after, page, Page};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -19,125 +20,100 @@ pub struct Gateway {
     pub password_template: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct ProviderRow {
-    pub id: ProviderId,
-    pub workspace_id: WorkspaceId,
-    pub ptype: i32,
-    pub name: String,
-    pub gateway: Option<Gateway>,
-    pub enabled: bool,
-    /// Sealed JSON, under data key `key_version`.
-    pub credentials: Option<Vec<u8>>,
-    pub key_version: u32,
-    pub version: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
+/// The five nullable gateway columns (scheme, host, port, username
+/// template, password template, in `ProviderRow`'s order): all NULL for no
+/// gateway, and no host reads as no gateway.
+impl Group for Option<Gateway> {
+    fn read(r: &mut Reader) -> rusqlite::Result<Self> {
+        let scheme: Option<String> = r.col()?;
+        let host: Option<String> = r.col()?;
+        let port: Option<i32> = r.col()?;
+        let username_template: Option<String> = r.col()?;
+        let password_template: Option<String> = r.col()?;
+        let (
+            Some(host),
+            Some(scheme),
+            Some(port),
+            Some(username_template),
+            Some(password_template),
+        ) = (host, scheme, port, username_template, password_template)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Gateway {
+            scheme,
+            host,
+            port,
+            username_template,
+            password_template,
+        }))
+    }
 
-impl ProviderRow {
-    pub fn to_pb(&self) -> v1::Provider {
-        v1::Provider {
-            id: self.id.to_vec(),
-            workspace_id: self.workspace_id.to_vec(),
-            r#type: self.ptype,
-            name: self.name.clone(),
-            gateway: self.gateway.as_ref().map(|g| v1::Gateway {
-                scheme: g.scheme.clone(),
-                host: g.host.clone(),
-                port: g.port,
-                username_template: g.username_template.clone(),
-                password_template: g.password_template.clone(),
-            }),
-            enabled: self.enabled,
-            key_version: self.key_version as i32,
-            version: self.version,
-            created_at: Some(Timestamp::from_millis(self.created_at)),
-            updated_at: Some(Timestamp::from_millis(self.updated_at)),
+    fn bind<'a>(&'a self, out: &mut Vec<ToSqlOutput<'a>>) -> rusqlite::Result<()> {
+        match self {
+            Some(g) => {
+                out.push(g.scheme.to_sql()?);
+                out.push(g.host.to_sql()?);
+                out.push(g.port.to_sql()?);
+                out.push(g.username_template.to_sql()?);
+                out.push(g.password_template.to_sql()?);
+            }
+            None => out.extend(std::iter::repeat_n(ToSqlOutput::from(Null), 5)),
         }
+        Ok(())
     }
 }
 
-const COLS: &str =
-    "id, workspace_id, type, name, gw_scheme, gw_host, gw_port, gw_username_template, \
-    gw_password_template, enabled, credentials, key_version, version, created_at, updated_at";
-
-/// The five gateway columns from column `o` on (scheme, host, port,
-/// username template, password template); no host means no gateway.
-fn gateway_at(r: &Row, o: usize) -> rusqlite::Result<Option<Gateway>> {
-    let Some(host) = r.get::<_, Option<String>>(o + 1)? else {
-        return Ok(None);
-    };
-    Ok(Some(Gateway {
-        scheme: r.get(o)?,
-        host,
-        port: r.get(o + 2)?,
-        username_template: r.get(o + 3)?,
-        password_template: r.get(o + 4)?,
-    }))
-}
-
-fn row(r: &Row) -> rusqlite::Result<ProviderRow> {
-    Ok(ProviderRow {
-        id: r.get(0)?,
-        workspace_id: r.get(1)?,
-        ptype: r.get(2)?,
-        name: r.get(3)?,
-        gateway: gateway_at(r, 4)?,
-        enabled: r.get(9)?,
-        credentials: r.get(10)?,
-        key_version: r.get(11)?,
-        version: r.get(12)?,
-        created_at: r.get(13)?,
-        updated_at: r.get(14)?,
-    })
+table! {
+    #[derive(Debug, Clone)]
+    pub struct ProviderRow in "providers" {
+        pub id: ProviderId,
+        pub workspace_id: WorkspaceId,
+        pub ptype: i32 = "type",
+        pub name: String,
+        pub enabled: bool,
+        /// Sealed JSON, under data key `key_version`.
+        pub credentials: Option<Vec<u8>>,
+        pub key_version: u32,
+        pub version: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+    group {
+        pub gateway: Option<Gateway> = [
+            "gw_scheme",
+            "gw_host",
+            "gw_port",
+            "gw_username_template",
+            "gw_password_template",
+        ],
+    }
 }
 
 pub fn insert(c: &Connection, p: &ProviderRow) -> Result<()> {
-    let g = p.gateway.as_ref();
-    c.execute(
-        &format!("INSERT INTO providers({COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
-        params![
-            p.id,
-            p.workspace_id,
-            p.ptype,
-            p.name,
-            g.map(|g| &g.scheme),
-            g.map(|g| &g.host),
-            g.map(|g| g.port),
-            g.map(|g| &g.username_template),
-            g.map(|g| &g.password_template),
-            p.enabled,
-            p.credentials,
-            p.key_version,
-            p.version,
-            p.created_at,
-            p.updated_at
-        ],
-    )?;
+    p.insert(c)?;
     Ok(())
 }
 
 /// Writes every mutable field of a row back.
 pub fn update(c: &Connection, p: &ProviderRow) -> Result<()> {
     let g = p.gateway.as_ref();
-    c.execute(
-        "UPDATE providers SET name = ?2, gw_scheme = ?3, gw_host = ?4, gw_port = ?5, gw_username_template = ?6, \
-         gw_password_template = ?7, enabled = ?8, credentials = ?9, key_version = ?10, version = ?11, updated_at = ?12 \
-         WHERE id = ?1",
-        params![
-            p.id,
-            p.name,
-            g.map(|g| &g.scheme),
-            g.map(|g| &g.host),
-            g.map(|g| g.port),
-            g.map(|g| &g.username_template),
-            g.map(|g| &g.password_template),
-            p.enabled,
-            p.credentials,
-            p.key_version,
-            p.version,
-            p.updated_at
+    update_by_id(
+        c,
+        "providers",
+        &p.id,
+        &[
+            ("name", &p.name),
+            ("gw_scheme", &g.map(|g| &g.scheme)),
+            ("gw_host", &g.map(|g| &g.host)),
+            ("gw_port", &g.map(|g| g.port)),
+            ("gw_username_template", &g.map(|g| &g.username_template)),
+            ("gw_password_template", &g.map(|g| &g.password_template)),
+            ("enabled", &p.enabled),
+            ("credentials", &p.credentials),
+            ("key_version", &p.key_version),
+            ("version", &p.version),
+            ("updated_at", &p.updated_at),
         ],
     )?;
     Ok(())
@@ -145,11 +121,11 @@ pub fn update(c: &Connection, p: &ProviderRow) -> Result<()> {
 
 /// A live provider of the workspace.
 pub fn get(c: &Connection, ws: WorkspaceId, id: ProviderId) -> Result<Option<ProviderRow>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {COLS} FROM providers WHERE id = ?1 AND workspace_id = ?2 AND deleted_at IS NULL"
-    ))?
-    .query_row(params![id, ws], row)
-    .optional()?)
+    Ok(ProviderRow::one(
+        c,
+        "WHERE id = ?1 AND workspace_id = ?2 AND deleted_at IS NULL",
+        params![id, ws],
+    )?)
 }
 
 pub fn list(
@@ -158,12 +134,11 @@ pub fn list(
     cursor: Option<[u8; 16]>,
     size: usize,
 ) -> Result<Page<ProviderRow>> {
-    let rows = c
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM providers WHERE workspace_id = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3"
-        ))?
-        .query_map(params![ws, after(cursor), size as i64 + 1], row)?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let rows = ProviderRow::all(
+        c,
+        "WHERE workspace_id = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
+        params![ws, after(cursor), size as i64 + 1],
+    )?;
     Ok(page(rows, size, |p| p.id.0))
 }
 
@@ -237,17 +212,13 @@ pub struct Upstream {
     pub credentials: Option<Vec<u8>>,
 }
 
+/// The provider's row whatever its state: a disconnected provider reads
+/// as a tombstone with its credentials wiped.
 pub fn for_resolve(c: &Connection, id: ProviderId) -> Result<Option<Upstream>> {
-    Ok(c
-        .prepare_cached(
-            "SELECT gw_scheme, gw_host, gw_port, gw_username_template, gw_password_template, credentials \
-             FROM providers WHERE id = ?1",
-        )?
-        .query_row([id], |r| {
-            Ok(Upstream {
-                gateway: gateway_at(r, 0)?,
-                credentials: r.get(5)?,
-            })
-        })
-        .optional()?)
+    Ok(
+        ProviderRow::one(c, "WHERE id = ?1", [id])?.map(|p| Upstream {
+            gateway: p.gateway,
+            credentials: p.credentials,
+        }),
+    )
 }

@@ -1,162 +1,130 @@
 //! Proxy sessions: static endpoints or rotation tokens, soft-deleted, with
 //! health counters and an assignment count kept by triggers.
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use crate::assign::{self, Candidate};
 use crate::error::Result;
 use crate::ids::{PoolId, ProviderId, SessionId, WorkspaceId};
-use crate::pb::{v1, Timestamp};
 
+use super::columns::{table, update_fields};
 use super::{after, page, Page};
 
-#[derive(Debug, Clone)]
-pub struct SessionRow {
-    pub id: SessionId,
-    pub workspace_id: WorkspaceId,
-    pub pool_id: PoolId,
-    pub provider_id: ProviderId,
-    pub token: String,
-    pub scheme: Option<String>,
-    pub host: Option<String>,
-    pub port: Option<i32>,
-    pub username: Option<String>,
-    /// Sealed.
-    pub password: Option<Vec<u8>>,
-    pub enabled: bool,
-    pub consecutive_failures: i32,
-    pub last_success_at: Option<i64>,
-    pub last_failure_at: Option<i64>,
-    pub unhealthy_until: Option<i64>,
-    pub assignment_count: i32,
-    pub version: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub deleted: bool,
+table! {
+    #[derive(Debug, Clone)]
+    pub struct SessionRow in "sessions" {
+        pub id: SessionId,
+        pub workspace_id: WorkspaceId,
+        pub pool_id: PoolId,
+        pub provider_id: ProviderId,
+        pub token: String,
+        pub scheme: Option<String>,
+        pub host: Option<String>,
+        pub port: Option<i32>,
+        pub username: Option<String>,
+        /// Sealed.
+        pub password: Option<Vec<u8>>,
+        pub enabled: bool,
+        pub consecutive_failures: i32,
+        pub last_success_at: Option<i64>,
+        pub last_failure_at: Option<i64>,
+        pub unhealthy_until: Option<i64>,
+        /// Kept by triggers on `assignments`; 0 for a new session.
+        pub assignment_count: i32,
+        pub version: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+    read_only {
+        /// Sessions are soft-deleted; DeleteSession sets `deleted_at`.
+        pub deleted: bool = "deleted_at IS NOT NULL",
+    }
 }
 
 impl SessionRow {
+    /// A new rotation session as CreateSession makes it: enabled, healthy,
+    /// without assignments, at version 1. A static one sets its endpoint
+    /// fields on top.
+    pub fn new(
+        id: SessionId,
+        workspace_id: WorkspaceId,
+        pool_id: PoolId,
+        provider_id: ProviderId,
+        token: String,
+        now: i64,
+    ) -> Self {
+        SessionRow {
+            id,
+            workspace_id,
+            pool_id,
+            provider_id,
+            token,
+            scheme: None,
+            host: None,
+            port: None,
+            username: None,
+            password: None,
+            enabled: true,
+            consecutive_failures: 0,
+            last_success_at: None,
+            last_failure_at: None,
+            unhealthy_until: None,
+            assignment_count: 0,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            deleted: false,
+        }
+    }
+
     /// A rotation session has no endpoint of its own.
     pub fn is_static(&self) -> bool {
         self.host.is_some()
     }
 
-    pub fn to_pb(&self, now: i64) -> v1::Session {
-        let ts = |v: Option<i64>| v.map(Timestamp::from_millis);
-        v1::Session {
-            id: self.id.to_vec(),
-            workspace_id: self.workspace_id.to_vec(),
-            pool_id: self.pool_id.to_vec(),
-            provider_id: self.provider_id.to_vec(),
-            token: self.token.clone(),
-            scheme: self.scheme.clone().unwrap_or_default(),
-            host: self.host.clone().unwrap_or_default(),
-            port: self.port.unwrap_or_default(),
-            username: self.username.clone().unwrap_or_default(),
+    /// What session choice's rule looks at (`assign::eligible`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn state(&self) -> assign::SessionState {
+        assign::SessionState {
+            id: self.id,
             enabled: self.enabled,
-            version: self.version,
-            created_at: ts(Some(self.created_at)),
-            updated_at: ts(Some(self.updated_at)),
-            health: Some(v1::SessionHealth {
-                healthy: assign::is_healthy(self.unhealthy_until, now),
-                consecutive_failures: self.consecutive_failures,
-                last_success_at: ts(self.last_success_at),
-                last_failure_at: ts(self.last_failure_at),
-                unhealthy_until: ts(self.unhealthy_until),
-            }),
-            assignment_count: self.assignment_count,
+            deleted: self.deleted,
+            unhealthy_until: self.unhealthy_until,
+            assignments: self.assignment_count as i64,
         }
     }
-}
-
-pub const COLS: &str = "id, workspace_id, pool_id, provider_id, token, scheme, host, port, username, password, enabled, \
-    consecutive_failures, last_success_at, last_failure_at, unhealthy_until, assignment_count, version, created_at, \
-    updated_at, deleted_at IS NOT NULL";
-
-/// Maps the `COLS` columns starting at column `o`.
-pub fn row_at(r: &Row, o: usize) -> rusqlite::Result<SessionRow> {
-    Ok(SessionRow {
-        id: r.get(o)?,
-        workspace_id: r.get(o + 1)?,
-        pool_id: r.get(o + 2)?,
-        provider_id: r.get(o + 3)?,
-        token: r.get(o + 4)?,
-        scheme: r.get(o + 5)?,
-        host: r.get(o + 6)?,
-        port: r.get(o + 7)?,
-        username: r.get(o + 8)?,
-        password: r.get(o + 9)?,
-        enabled: r.get(o + 10)?,
-        consecutive_failures: r.get(o + 11)?,
-        last_success_at: r.get(o + 12)?,
-        last_failure_at: r.get(o + 13)?,
-        unhealthy_until: r.get(o + 14)?,
-        assignment_count: r.get(o + 15)?,
-        version: r.get(o + 16)?,
-        created_at: r.get(o + 17)?,
-        updated_at: r.get(o + 18)?,
-        deleted: r.get(o + 19)?,
-    })
-}
-
-fn row(r: &Row) -> rusqlite::Result<SessionRow> {
-    row_at(r, 0)
 }
 
 /// Inserts a session unless its token is taken by a live session of the
 /// pool: false then (one index probe instead of a lookup and an insert).
 pub fn insert(c: &Connection, s: &SessionRow) -> Result<bool> {
     let n = c
-        .prepare_cached(
-            "INSERT INTO sessions(id, workspace_id, pool_id, provider_id, token, scheme, host, port, username, password, \
-         enabled, version, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-         ON CONFLICT(pool_id, token) WHERE deleted_at IS NULL DO NOTHING",
-        )?
-    .execute(params![
-        s.id,
-        s.workspace_id,
-        s.pool_id,
-        s.provider_id,
-        s.token,
-        s.scheme,
-        s.host,
-        s.port,
-        s.username,
-        s.password,
-        s.enabled,
-        s.version,
-        s.created_at,
-        s.updated_at
-    ])?;
+        .prepare_cached(&format!(
+            "{} ON CONFLICT(pool_id, token) WHERE deleted_at IS NULL DO NOTHING",
+            SessionRow::INSERT
+        ))?
+        .execute(params_from_iter(s.values()?))?;
     Ok(n == 1)
 }
 
 /// Writes the user-editable fields back.
 pub fn update(c: &Connection, s: &SessionRow) -> Result<()> {
-    c.execute(
-        "UPDATE sessions SET scheme = ?2, host = ?3, port = ?4, username = ?5, password = ?6, enabled = ?7, \
-         version = ?8, updated_at = ?9 WHERE id = ?1",
-        params![s.id, s.scheme, s.host, s.port, s.username, s.password, s.enabled, s.version, s.updated_at],
-    )?;
+    update_fields!(c, "sessions", s; scheme, host, port, username, password, enabled, version, updated_at)?;
     Ok(())
 }
 
 /// A live session of the workspace.
 pub fn get(c: &Connection, ws: WorkspaceId, id: SessionId) -> Result<Option<SessionRow>> {
-    Ok(c.prepare_cached(&format!(
-        "SELECT {COLS} FROM sessions WHERE id = ?1 AND workspace_id = ?2 AND deleted_at IS NULL"
-    ))?
-    .query_row(params![id, ws], row)
-    .optional()?)
+    Ok(SessionRow::one(
+        c,
+        "WHERE id = ?1 AND workspace_id = ?2 AND deleted_at IS NULL",
+        params![id, ws],
+    )?)
 }
 
 /// A session by id whatever its state (for resolution of an assignment).
 pub fn get_any(c: &Connection, id: SessionId) -> Result<Option<SessionRow>> {
-    Ok(
-        c.prepare_cached(&format!("SELECT {COLS} FROM sessions WHERE id = ?1"))?
-            .query_row([id], row)
-            .optional()?,
-    )
+    Ok(SessionRow::one(c, "WHERE id = ?1", [id])?)
 }
 
 /// Ids of live sessions, of one pool or the whole workspace.
@@ -222,17 +190,7 @@ pub fn soft_delete(c: &Connection, id: SessionId, now: i64) -> Result<()> {
 }
 
 pub fn set_health(c: &Connection, s: &SessionRow) -> Result<()> {
-    c.prepare_cached(
-        "UPDATE sessions SET consecutive_failures = ?2, last_success_at = ?3, last_failure_at = ?4, unhealthy_until = ?5 \
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        s.id,
-        s.consecutive_failures,
-        s.last_success_at,
-        s.last_failure_at,
-        s.unhealthy_until
-    ])?;
+    update_fields!(c, "sessions", s; consecutive_failures, last_success_at, last_failure_at, unhealthy_until)?;
     Ok(())
 }
 
@@ -356,8 +314,11 @@ pub fn wipe_deleted_passwords(c: &Connection, ids: &[SessionId]) -> Result<()> {
 /// million sessions.
 pub const CHOICE_WINDOW: i64 = 64;
 
-/// The least-loaded live, enabled, healthy sessions of a pool below the cap,
-/// fewest assignments first (index `sessions_choice`).
+/// The least-loaded sessions of a pool that `assign::eligible` allows
+/// (live, enabled, healthy, below the cap, not `exclude`), fewest
+/// assignments first (index `sessions_choice`). The WHERE clause is that
+/// predicate in SQL: `assign::eligible` is the authority, and the test
+/// `candidates_are_exactly_the_eligible_sessions` holds this query to it.
 pub fn candidates(
     c: &Connection,
     pool: PoolId,
@@ -371,7 +332,7 @@ pub fn candidates(
         i64::MAX
     };
     Ok(c.prepare_cached(
-        "SELECT id, assignment_count, unhealthy_until FROM sessions INDEXED BY sessions_choice \
+        "SELECT id, assignment_count FROM sessions INDEXED BY sessions_choice \
              WHERE pool_id = ?1 AND deleted_at IS NULL AND enabled = 1 AND assignment_count < ?2 \
              AND (unhealthy_until IS NULL OR unhealthy_until <= ?3) AND id IS NOT ?4 \
              ORDER BY assignment_count LIMIT ?5",
@@ -380,9 +341,6 @@ pub fn candidates(
         Ok(Candidate {
             id: r.get(0)?,
             assignments: r.get(1)?,
-            enabled: true,
-            deleted: false,
-            unhealthy_until: r.get(2)?,
         })
     })?
     .collect::<rusqlite::Result<Vec<_>>>()?)
@@ -390,7 +348,8 @@ pub fn candidates(
 
 /// Live sessions by state, for /metrics: the counters the triggers keep,
 /// and the sessions in a cooldown now through their index, so a scrape
-/// costs the number of unhealthy sessions, not of all sessions.
+/// costs the number of unhealthy sessions, not of all sessions. "Unhealthy"
+/// is `!assign::is_healthy` (checked by the same test as `candidates`).
 pub fn count_by_state(c: &Connection, now: i64) -> Result<Vec<(&'static str, i64)>> {
     let (enabled, disabled): (i64, i64) = c.query_row(
         "SELECT live_enabled, live_disabled FROM session_counts WHERE id = 1",
@@ -408,4 +367,202 @@ pub fn count_by_state(c: &Connection, now: i64) -> Result<Vec<(&'static str, i64
         ("unhealthy", unhealthy),
         ("disabled", disabled),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    use super::*;
+    use crate::store::pools::{self, PoolRow};
+    use crate::store::providers::{self, ProviderRow};
+    use crate::store::workspaces::{self, WorkspaceRow};
+
+    /// A fresh database file, removed when dropped.
+    struct Db(std::path::PathBuf, crate::store::Pool);
+
+    impl Drop for Db {
+        fn drop(&mut self) {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+            }
+        }
+    }
+
+    fn db() -> Db {
+        let path = std::env::temp_dir().join(format!("pp-cand-{}.db", uuid::Uuid::now_v7()));
+        let pool = crate::store::open(
+            &path,
+            1,
+            crate::config::Synchronous::Normal,
+            crate::store::IfMissing::Create,
+        )
+        .unwrap();
+        Db(path, pool)
+    }
+
+    /// A workspace with one provider, in `tx`.
+    fn fixture(tx: &Connection) -> (WorkspaceId, ProviderId) {
+        let ws = WorkspaceId::generate();
+        let w = WorkspaceRow {
+            id: ws,
+            name: "w".into(),
+            key_version: 1,
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+            key_rotation: None,
+        };
+        workspaces::insert(tx, &w, b"not a real wrapped key").unwrap();
+        let provider = ProviderId::generate();
+        let p = ProviderRow {
+            id: provider,
+            workspace_id: ws,
+            ptype: 3,
+            name: "p".into(),
+            enabled: true,
+            credentials: None,
+            key_version: 1,
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+            gateway: None,
+        };
+        providers::insert(tx, &p).unwrap();
+        (ws, provider)
+    }
+
+    /// An enabled, healthy rotation session without assignments.
+    fn session(ws: WorkspaceId, pool: PoolId, provider: ProviderId, i: usize) -> SessionRow {
+        let id = SessionId::generate();
+        SessionRow::new(id, ws, pool, provider, format!("t{i}"), 0)
+    }
+
+    fn pool_row(ws: WorkspaceId, cap: i32) -> PoolRow {
+        PoolRow {
+            id: PoolId::generate(),
+            workspace_id: ws,
+            name: format!("cap {cap}"),
+            rotation_interval: 0,
+            rotate_on_unhealthy: true,
+            max_accounts_per_session: cap,
+            failure_threshold: 3,
+            cooldown_seconds: 60,
+            version: 1,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    /// Over generated sessions (enabled or not, deleted or not, a cooldown
+    /// in the past, at `now`, in the future or none, loads around the cap)
+    /// and every exclusion, the SQL of `candidates` returns exactly the
+    /// sessions `assign::eligible` allows, and `count_by_state` counts
+    /// health the way `assign::is_healthy` does. `assign::eligible` is the
+    /// authority: a change to either query that departs from it fails here.
+    #[test]
+    fn candidates_are_exactly_the_eligible_sessions() {
+        let db = db();
+        let mut c = db.1.get().unwrap();
+        let tx = c.transaction().unwrap();
+        let mut rng = StdRng::seed_from_u64(20);
+        let now = 1_000_000;
+        let (ws, provider) = fixture(&tx);
+        // Each pool stays below CHOICE_WINDOW sessions, so the window cuts
+        // nothing and the sets must be equal.
+        let mut all: Vec<(PoolId, i32, Vec<SessionRow>)> = Vec::new();
+        for cap in [0, 1, 2, 3, 5] {
+            let p = pool_row(ws, cap);
+            pools::insert(&tx, &p).unwrap();
+            let mut rows = Vec::new();
+            for i in 0..50 {
+                let s = SessionRow {
+                    enabled: rng.random_bool(0.8),
+                    unhealthy_until: [
+                        None,
+                        Some(now - 1000),
+                        Some(now - 1),
+                        Some(now),
+                        Some(now + 1),
+                        Some(now + 1000),
+                    ][rng.random_range(0..6)],
+                    assignment_count: rng.random_range(0..7),
+                    ..session(ws, p.id, provider, i)
+                };
+                assert!(insert(&tx, &s).unwrap());
+                if rng.random_bool(0.2) {
+                    soft_delete(&tx, s.id, now).unwrap();
+                }
+                rows.push(get_any(&tx, s.id).unwrap().unwrap());
+            }
+            all.push((p.id, cap, rows));
+        }
+        let deleted = all.iter().flat_map(|p| &p.2).filter(|s| s.deleted).count();
+        assert!(deleted > 0, "the generated sessions include deleted ones");
+
+        for at in [now - 1, now, now + 1] {
+            for (pool, cap, rows) in &all {
+                let excludes = std::iter::once(None).chain(rows.iter().map(|s| Some(s.id)));
+                for exclude in excludes {
+                    let mut got: Vec<(SessionId, i64)> = candidates(&tx, *pool, *cap, exclude, at)
+                        .unwrap()
+                        .into_iter()
+                        .map(|c| (c.id, c.assignments))
+                        .collect();
+                    let mut want: Vec<(SessionId, i64)> = rows
+                        .iter()
+                        .map(SessionRow::state)
+                        .filter(|s| assign::eligible(s, *cap, exclude, at))
+                        .map(|s| (s.id, s.assignments))
+                        .collect();
+                    got.sort();
+                    want.sort();
+                    assert_eq!(got, want, "cap {cap}, exclude {exclude:?}, now {at}");
+                }
+            }
+            let live = || all.iter().flat_map(|p| &p.2).filter(|s| !s.deleted);
+            let count = |f: &dyn Fn(&SessionRow) -> bool| live().filter(|s| f(s)).count() as i64;
+            let healthy = |s: &SessionRow| assign::is_healthy(s.unhealthy_until, at);
+            assert_eq!(
+                count_by_state(&tx, at).unwrap(),
+                vec![
+                    ("healthy", count(&|s| s.enabled && healthy(s))),
+                    ("unhealthy", count(&|s| s.enabled && !healthy(s))),
+                    ("disabled", count(&|s| !s.enabled)),
+                ],
+                "now {at}"
+            );
+        }
+    }
+
+    /// With more eligible sessions than the window, `candidates` returns
+    /// CHOICE_WINDOW of them, all eligible, with the lowest loads.
+    #[test]
+    fn candidates_are_the_least_loaded_window() {
+        let db = db();
+        let mut c = db.1.get().unwrap();
+        let tx = c.transaction().unwrap();
+        let mut rng = StdRng::seed_from_u64(21);
+        let (ws, provider) = fixture(&tx);
+        let p = pool_row(ws, 0);
+        pools::insert(&tx, &p).unwrap();
+        let mut loads = Vec::new();
+        for i in 0..200 {
+            let load = rng.random_range(0..50);
+            loads.push(load as i64);
+            let s = SessionRow {
+                assignment_count: load,
+                ..session(ws, p.id, provider, i)
+            };
+            assert!(insert(&tx, &s).unwrap());
+        }
+        loads.sort();
+        let got: Vec<i64> = candidates(&tx, p.id, 0, None, 0)
+            .unwrap()
+            .iter()
+            .map(|c| c.assignments)
+            .collect();
+        assert_eq!(got, loads[..CHOICE_WINDOW as usize]);
+    }
 }

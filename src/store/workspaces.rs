@@ -1,38 +1,33 @@
 //! Workspaces, their wrapped data keys, and the progress of a key rotation
 //! still under way.
 
-use rusqlite::types::Type;
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ValueRef};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::ids::{SessionId, WorkspaceId};
-use crate::pb::{v1, Timestamp};
 
+use super::columns::table;
 use super::{after, page, Page};
 
-/// With the rotation progress row of the workspace, if any (see `KeyRotation`).
-const COLS: &str = "w.id, w.name, w.key_version, w.version, w.created_at, w.updated_at, m.value \
-    FROM workspaces w LEFT JOIN meta m ON m.key = 'key_rotation:' || hex(w.id)";
-
-fn row(r: &Row) -> rusqlite::Result<v1::Workspace> {
-    let key_rotation = match r.get::<_, Option<Vec<u8>>>(6)? {
-        Some(json) => Some(
-            KeyRotation::decode(&json)
-                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(6, Type::Blob, e.into()))?
-                .to_pb(),
-        ),
-        None => None,
-    };
-    Ok(v1::Workspace {
-        id: r.get::<_, WorkspaceId>(0)?.to_vec(),
-        name: r.get(1)?,
-        key_version: r.get(2)?,
-        version: r.get(3)?,
-        created_at: Some(Timestamp::from_millis(r.get(4)?)),
-        updated_at: Some(Timestamp::from_millis(r.get(5)?)),
-        key_rotation,
-    })
+table! {
+    #[derive(Debug, Clone)]
+    pub struct WorkspaceRow in "workspaces"
+        from "workspaces w LEFT JOIN meta m ON m.key = 'key_rotation:' || hex(w.id)" {
+        pub id: WorkspaceId,
+        pub name: String,
+        /// The data key new secrets are sealed under.
+        pub key_version: u32,
+        pub version: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
+    read_only {
+        /// The progress row of a rotation under way (`meta`, whose columns
+        /// take none of the workspace columns' names).
+        pub key_rotation: Option<KeyRotation> = "m.value",
+    }
 }
 
 /// A key rotation still under way. Kept as JSON in `meta` under
@@ -71,13 +66,12 @@ impl KeyRotation {
     fn decode(json: &[u8]) -> std::result::Result<Self, serde_json::Error> {
         serde_json::from_slice(json)
     }
+}
 
-    pub fn to_pb(&self) -> v1::KeyRotation {
-        v1::KeyRotation {
-            target_key_version: self.target as i32,
-            resealed: self.resealed,
-            remaining: self.remaining.max(0),
-        }
+/// The JSON blob of the progress row.
+impl FromSql for KeyRotation {
+    fn column_result(v: ValueRef<'_>) -> FromSqlResult<Self> {
+        KeyRotation::decode(v.as_blob()?).map_err(|e| FromSqlError::Other(e.into()))
     }
 }
 
@@ -89,24 +83,14 @@ fn rotation_key(id: WorkspaceId) -> String {
     k
 }
 
-pub fn insert(
-    c: &Connection,
-    id: WorkspaceId,
-    name: &str,
-    wrapped_key: &[u8],
-    now: i64,
-) -> Result<()> {
-    c.execute(
-        "INSERT INTO workspaces(id, name, key_version, version, created_at, updated_at) VALUES (?1, ?2, 1, 1, ?3, ?3)",
-        params![id, name, now],
-    )?;
-    insert_data_key(c, id, 1, wrapped_key, now)
+/// A new workspace with its first data key (`key_version` of the row).
+pub fn insert(c: &Connection, w: &WorkspaceRow, wrapped_key: &[u8]) -> Result<()> {
+    w.insert(c)?;
+    insert_data_key(c, w.id, w.key_version, wrapped_key, w.created_at)
 }
 
-pub fn get(c: &Connection, id: WorkspaceId) -> Result<Option<v1::Workspace>> {
-    Ok(c.prepare_cached(&format!("SELECT {COLS} WHERE w.id = ?1"))?
-        .query_row([id], row)
-        .optional()?)
+pub fn get(c: &Connection, id: WorkspaceId) -> Result<Option<WorkspaceRow>> {
+    Ok(WorkspaceRow::one(c, "WHERE w.id = ?1", [id])?)
 }
 
 pub fn exists(c: &Connection, id: WorkspaceId) -> Result<bool> {
@@ -120,22 +104,20 @@ pub fn list(
     only: Option<WorkspaceId>,
     cursor: Option<[u8; 16]>,
     size: usize,
-) -> Result<Page<v1::Workspace>> {
+) -> Result<Page<WorkspaceRow>> {
     let rows = match only {
-        None => c
-            .prepare_cached(&format!(
-                "SELECT {COLS} WHERE w.id > ?1 ORDER BY w.id LIMIT ?2"
-            ))?
-            .query_map(params![after(cursor), size as i64 + 1], row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-        Some(id) => c
-            .prepare_cached(&format!("SELECT {COLS} WHERE w.id = ?1 AND w.id > ?2"))?
-            .query_map(params![id, after(cursor)], row)?
-            .collect::<rusqlite::Result<Vec<_>>>()?,
+        None => WorkspaceRow::all(
+            c,
+            "WHERE w.id > ?1 ORDER BY w.id LIMIT ?2",
+            params![after(cursor), size as i64 + 1],
+        )?,
+        Some(id) => WorkspaceRow::all(
+            c,
+            "WHERE w.id = ?1 AND w.id > ?2",
+            params![id, after(cursor)],
+        )?,
     };
-    Ok(page(rows, size, |w| {
-        w.id.as_slice().try_into().unwrap_or_default()
-    }))
+    Ok(page(rows, size, |w| w.id.0))
 }
 
 pub fn rename(c: &Connection, id: WorkspaceId, name: &str, now: i64) -> Result<()> {
