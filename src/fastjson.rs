@@ -120,28 +120,10 @@ impl Obj {
 }
 
 fn int(out: &mut Vec<u8>, v: i64) {
-    let mut buf = itoa_buf(v);
-    out.append(&mut buf);
-}
-
-fn itoa_buf(v: i64) -> Vec<u8> {
-    let mut digits = [0u8; 20];
-    let mut n = v.unsigned_abs();
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut out = Vec::with_capacity(21);
     if v < 0 {
         out.push(b'-');
     }
-    out.extend_from_slice(&digits[i..]);
-    out
+    crate::pb::push_digits(out, v, 1);
 }
 
 /// A JSON string as serde_json writes it: `"` and `\` escaped, control

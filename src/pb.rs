@@ -19,6 +19,25 @@ pub struct Timestamp {
     pub nanos: i32,
 }
 
+/// The decimal digits of `|v|`, zero-padded to at least `width`: straight
+/// into a buffer, since format! showed up in instruction counts for the
+/// timestamps and numbers of every response.
+pub fn push_digits(out: &mut Vec<u8>, v: i64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut v = v.unsigned_abs();
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let start = i.min(digits.len() - width);
+    out.extend_from_slice(&digits[start..]);
+}
+
 impl Timestamp {
     pub fn from_millis(ms: i64) -> Self {
         Timestamp {
@@ -30,23 +49,7 @@ impl Timestamp {
     /// RFC 3339 in UTC with `Z`, with 0, 3, 6 or 9 fractional digits as
     /// protojson does.
     pub fn to_rfc3339(self) -> String {
-        // Digits straight into a buffer: this runs several times per
-        // response and showed up in instruction counts with format!.
-        fn push(out: &mut Vec<u8>, v: i64, width: usize) {
-            let mut digits = [b'0'; 20];
-            let mut v = v.unsigned_abs();
-            let mut i = digits.len();
-            loop {
-                i -= 1;
-                digits[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-                if v == 0 {
-                    break;
-                }
-            }
-            let start = i.min(digits.len() - width);
-            out.extend_from_slice(&digits[start..]);
-        }
+        use push_digits as push;
         let days = self.seconds.div_euclid(86_400);
         let secs = self.seconds.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);

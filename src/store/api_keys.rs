@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::ids::{ApiKeyId, WorkspaceId};
 
 use super::columns::table;
-use super::{after, page, Page};
+use super::Page;
 
 table! {
     #[derive(Debug, Clone)]
@@ -97,12 +97,7 @@ pub fn list(
     cursor: Option<[u8; 16]>,
     size: usize,
 ) -> Result<Page<ApiKeyRow>> {
-    let rows = ApiKeyRow::all(
-        c,
-        "WHERE workspace_id IS ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-        params![workspace, after(cursor), size as i64 + 1],
-    )?;
-    Ok(page(rows, size, |k| k.id.0))
+    ApiKeyRow::keyset(c, "workspace_id IS ?1", workspace, cursor, size)
 }
 
 pub fn workspace_of(c: &Connection, id: ApiKeyId) -> Result<Option<Option<WorkspaceId>>> {

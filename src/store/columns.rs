@@ -214,6 +214,25 @@ macro_rules! table {
                     .optional()
             }
 
+            /// One keyset page of the rows `SELECT … WHERE <filter>` finds
+            /// (its one parameter is `?1`): ids after the cursor, in id
+            /// order, one more than `size` read to learn if a page follows.
+            #[allow(dead_code)]
+            pub fn keyset(
+                c: &rusqlite::Connection,
+                filter: &str,
+                key: impl rusqlite::ToSql,
+                cursor: Option<[u8; 16]>,
+                size: usize,
+            ) -> crate::error::Result<crate::store::Page<Self>> {
+                let rows = Self::all(
+                    c,
+                    &format!("WHERE {filter} AND id > ?2 ORDER BY id LIMIT ?3"),
+                    rusqlite::params![key, crate::store::after(cursor), size as i64 + 1],
+                )?;
+                Ok(crate::store::page(rows, size, |r| r.id.0))
+            }
+
             /// Every row `SELECT … <rest>` finds.
             pub fn all(
                 c: &rusqlite::Connection,

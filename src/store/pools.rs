@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::ids::{PoolId, WorkspaceId};
 
 use super::columns::{table, update_fields};
-use super::{after, page, Page};
+use super::Page;
 
 table! {
     #[derive(Debug, Clone)]
@@ -50,12 +50,7 @@ pub fn list(
     cursor: Option<[u8; 16]>,
     size: usize,
 ) -> Result<Page<PoolRow>> {
-    let rows = PoolRow::all(
-        c,
-        "WHERE workspace_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
-        params![ws, after(cursor), size as i64 + 1],
-    )?;
-    Ok(page(rows, size, |p| p.id.0))
+    PoolRow::keyset(c, "workspace_id = ?1", ws, cursor, size)
 }
 
 pub fn has_live_sessions(c: &Connection, id: PoolId) -> Result<bool> {

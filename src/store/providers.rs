@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::ids::{ProviderId, WorkspaceId};
 
 use super::columns::{table, update_by_id, Group, Reader};
-use super::{after, page, Page};
+use super::Page;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gateway {
@@ -134,12 +134,13 @@ pub fn list(
     cursor: Option<[u8; 16]>,
     size: usize,
 ) -> Result<Page<ProviderRow>> {
-    let rows = ProviderRow::all(
+    ProviderRow::keyset(
         c,
-        "WHERE workspace_id = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
-        params![ws, after(cursor), size as i64 + 1],
-    )?;
-    Ok(page(rows, size, |p| p.id.0))
+        "workspace_id = ?1 AND deleted_at IS NULL",
+        ws,
+        cursor,
+        size,
+    )
 }
 
 pub fn type_taken(c: &Connection, ws: WorkspaceId, ptype: i32) -> Result<bool> {
