@@ -363,9 +363,12 @@ fn keys(config: &Config, master_env: Option<&str>, cmd: KeysCommand) -> Result<E
             let key =
                 ApiKeyId::from_base64(&id).ok_or_else(|| format!("{id:?} is not a key id"))?;
             let found = store::write(&mut conn, None, |tx| {
-                let found = store::api_keys::get(tx, key)?.is_some();
-                store::api_keys::revoke(tx, key, store::now_ms())?;
-                Ok(found)
+                // The CLI is the instance's operator: any key, by id.
+                let Some(row) = store::api_keys::get(tx, key)? else {
+                    return Ok(false);
+                };
+                store::api_keys::revoke(tx, &row, store::now_ms())?;
+                Ok(true)
             })
             .map_err(|e| e.message)?;
             if !found {

@@ -120,10 +120,11 @@ pub fn revoke(ctx: &mut Ctx, req: RevokeApiKeyRequest) -> Result<RevokeApiKeyRes
     let ws = ctx.workspace;
     let id = ApiKeyId::parse(&req.api_key_id)?;
     let key = ctx.write(|tx| {
-        if api_keys::workspace_of(tx, id)? != Some(ws) {
-            return Err(Error::not_found("API key"));
-        }
-        api_keys::revoke(tx, id, store::now_ms())?;
+        let key = match api_keys::get(tx, id)? {
+            Some(k) if k.workspace_id == ws => k,
+            _ => return Err(Error::not_found("API key")),
+        };
+        api_keys::revoke(tx, &key, store::now_ms())?;
         found(api_keys::get(tx, id)?, "API key")
     })?;
     Ok(RevokeApiKeyResponse {

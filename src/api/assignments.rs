@@ -279,8 +279,8 @@ pub fn delete(ctx: &mut Ctx, req: DeleteAssignmentRequest) -> Result<DeleteAssig
     let ws = ctx.ws()?;
     let id = AssignmentId::parse(&req.assignment_id)?;
     ctx.write(|tx| {
-        found(db::get(tx, ws, id)?, "assignment")?;
-        db::delete(tx, id)
+        let a = found(db::get(tx, ws, id)?, "assignment")?;
+        db::delete(tx, &a)
     })?;
     Ok(DeleteAssignmentResponse {})
 }

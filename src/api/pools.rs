@@ -135,13 +135,13 @@ pub fn delete(ctx: &mut Ctx, req: DeletePoolRequest) -> Result<DeletePoolRespons
     let ws = ctx.ws()?;
     let id = PoolId::parse(&req.pool_id)?;
     ctx.write(|tx| {
-        found(db::get(tx, ws, id)?, "pool")?;
+        let p = found(db::get(tx, ws, id)?, "pool")?;
         if db::has_live_sessions(tx, id)? {
             return Err(Error::precondition(
                 "The pool still has live sessions; delete them before deleting the pool.",
             ));
         }
-        db::delete(tx, id)
+        db::delete(tx, &p)
     })?;
     Ok(DeletePoolResponse {})
 }

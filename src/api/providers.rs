@@ -260,13 +260,13 @@ pub fn disconnect(
     let ws = ctx.ws()?;
     let id = ProviderId::parse(&req.provider_id)?;
     ctx.write(|tx| {
-        found(db::get(tx, ws, id)?, "provider")?;
+        let p = found(db::get(tx, ws, id)?, "provider")?;
         if db::has_live_sessions(tx, ws, id)? {
             return Err(Error::precondition(
                 "Live sessions use this provider; delete them before disconnecting it.",
             ));
         }
-        db::disconnect(tx, id, store::now_ms())
+        db::disconnect(tx, &p, store::now_ms())
     })?;
     Ok(DisconnectProviderResponse {})
 }

@@ -468,8 +468,8 @@ pub fn delete(ctx: &mut Ctx, req: DeleteSessionRequest) -> Result<DeleteSessionR
     let ws = ctx.ws()?;
     let id = SessionId::parse(&req.session_id)?;
     ctx.write(|tx| {
-        found(db::get(tx, ws, id)?, "session")?;
-        db::soft_delete(tx, id, store::now_ms())
+        let s = found(db::get(tx, ws, id)?, "session")?;
+        db::soft_delete(tx, &s, store::now_ms())
     })?;
     Ok(DeleteSessionResponse {})
 }

@@ -100,18 +100,11 @@ pub fn list(
     ApiKeyRow::keyset(c, "workspace_id IS ?1", workspace, cursor, size)
 }
 
-pub fn workspace_of(c: &Connection, id: ApiKeyId) -> Result<Option<Option<WorkspaceId>>> {
-    Ok(
-        c.prepare_cached("SELECT workspace_id FROM api_keys WHERE id = ?1")?
-            .query_row([id], |r| r.get(0))
-            .optional()?,
-    )
-}
-
-pub fn revoke(c: &Connection, id: ApiKeyId, now: i64) -> Result<()> {
+/// Revokes a key a scoped read returned.
+pub fn revoke(c: &Connection, key: &ApiKeyRow, now: i64) -> Result<()> {
     c.execute(
         "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
-        params![id, now],
+        params![key.id, now],
     )?;
     Ok(())
 }

@@ -125,7 +125,8 @@ pub fn list(
     Ok(page(rows, size, |a| a.id.0))
 }
 
-pub fn delete(c: &Connection, id: AssignmentId) -> Result<()> {
-    c.execute("DELETE FROM assignments WHERE id = ?1", [id])?;
+/// Deletes an assignment a scoped read returned.
+pub fn delete(c: &Connection, a: &AssignmentRow) -> Result<()> {
+    c.execute("DELETE FROM assignments WHERE id = ?1", [a.id])?;
     Ok(())
 }

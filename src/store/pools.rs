@@ -61,7 +61,9 @@ pub fn has_live_sessions(c: &Connection, id: PoolId) -> Result<bool> {
 }
 
 /// Deletes a pool with its (deleted) sessions and its assignments.
-pub fn delete(c: &Connection, id: PoolId) -> Result<()> {
+/// Deletes a pool a scoped read returned, with what is left in it.
+pub fn delete(c: &Connection, p: &PoolRow) -> Result<()> {
+    let id = p.id;
     c.execute("DELETE FROM assignments WHERE pool_id = ?1", [id])?;
     c.execute("DELETE FROM sessions WHERE pool_id = ?1", [id])?;
     c.execute("DELETE FROM pools WHERE id = ?1", [id])?;

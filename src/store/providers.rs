@@ -161,10 +161,12 @@ pub fn has_live_sessions(c: &Connection, ws: WorkspaceId, id: ProviderId) -> Res
 }
 
 /// Disconnects: a tombstone with its credentials wiped.
-pub fn disconnect(c: &Connection, id: ProviderId, now: i64) -> Result<()> {
+/// Disconnects a provider a scoped read returned: a tombstone without
+/// credentials.
+pub fn disconnect(c: &Connection, p: &ProviderRow, now: i64) -> Result<()> {
     c.execute(
         "UPDATE providers SET deleted_at = ?2, credentials = NULL, enabled = 0, updated_at = ?2 WHERE id = ?1",
-        params![id, now],
+        params![p.id, now],
     )?;
     Ok(())
 }

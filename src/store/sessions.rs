@@ -181,10 +181,11 @@ pub fn max_numeric_token(c: &Connection, pool: PoolId) -> Result<String> {
 
 /// The row stays (assignments and history name it) but its sealed password
 /// goes: a deleted session never resolves again, so nothing needs it.
-pub fn soft_delete(c: &Connection, id: SessionId, now: i64) -> Result<()> {
+/// Soft-deletes a session a scoped read returned, wiping its password.
+pub fn soft_delete(c: &Connection, s: &SessionRow, now: i64) -> Result<()> {
     c.execute(
         "UPDATE sessions SET deleted_at = ?2, updated_at = ?2, password = NULL WHERE id = ?1",
-        params![id, now],
+        params![s.id, now],
     )?;
     Ok(())
 }
@@ -492,7 +493,7 @@ mod tests {
                 };
                 assert!(insert(&tx, &s).unwrap());
                 if rng.random_bool(0.2) {
-                    soft_delete(&tx, s.id, now).unwrap();
+                    soft_delete(&tx, &s, now).unwrap();
                 }
                 rows.push(get_any(&tx, s.id).unwrap().unwrap());
             }
