@@ -7,7 +7,7 @@ use crate::common::*;
 use crate::inventory::Ws;
 
 /// The `proxyplane_sessions{state=…}` gauges as (healthy, unhealthy, disabled).
-fn session_gauges(s: &Server) -> (i64, i64, i64) {
+pub fn session_gauges(s: &Server) -> (i64, i64, i64) {
     let m = s.metrics();
     let get = |state: &str| -> i64 {
         let prefix = format!("proxyplane_sessions{{state=\"{state}\"}} ");

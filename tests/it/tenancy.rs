@@ -25,6 +25,16 @@ struct Theirs {
     body: Value,
 }
 
+impl Theirs {
+    #[track_caller]
+    fn assert_not_in(&self, method: &str, r: &Reply) {
+        let text = r.text();
+        for id in &self.ids {
+            assert!(!text.contains(id.as_str()), "{method} leaked {id}: {text}");
+        }
+    }
+}
+
 fn theirs(srv: &Server) -> Theirs {
     let b = Ws::new(srv, "OWNER");
     let prov = b.generic();
@@ -77,13 +87,7 @@ fn every_method_refuses_another_workspace_and_leaks_none_of_it() {
                 r.text()
             );
         }
-        for id in &them.ids {
-            assert!(
-                !r.text().contains(id.as_str()),
-                "{m} leaked {id}: {}",
-                r.text()
-            );
-        }
+        them.assert_not_in(m, &r);
 
         // Naming our workspace and their resources.
         let mut body = them.body.clone();
@@ -95,13 +99,7 @@ fn every_method_refuses_another_workspace_and_leaks_none_of_it() {
             r.status,
             r.text()
         );
-        for id in &them.ids {
-            assert!(
-                !r.text().contains(id.as_str()),
-                "{m} leaked {id}: {}",
-                r.text()
-            );
-        }
+        them.assert_not_in(m, &r);
     }
     // Their things are all still there, untouched.
     let b = Ws {

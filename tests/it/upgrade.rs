@@ -82,17 +82,7 @@ fn a_version_1_database_is_upgraded_and_serves_what_it_held() {
 
     // The session counters of version 2 start from what was there: three
     // live enabled sessions, one disabled.
-    let m = s.metrics();
-    let gauge = |state: &str| -> i64 {
-        let prefix = format!("proxyplane_sessions{{state=\"{state}\"}} ");
-        m.lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("no {prefix} in\n{m}"))
-            .parse()
-            .expect("a number")
-    };
-    assert_eq!((gauge("healthy"), gauge("unhealthy")), (3, 0));
-    assert_eq!(gauge("disabled"), 1);
+    assert_eq!(crate::metrics::session_gauges(&s), (3, 0, 1));
 
     let c = rusqlite::Connection::open(data.join("proxyplane.db")).expect("open db");
     let v: i64 = c

@@ -240,12 +240,18 @@ def is_prefix(ns):
     return ns == list(range(1, len(ns) + 1))
 
 
-def scenario_sigkill_and_restore():
-    node = Replicated("kill")
+def start_with_writer(name, seconds):
+    """A replicated node with a workspace, and a writer that ran `seconds`."""
+    node = Replicated(name)
     wid, prov, pool = setup(node.port, node.admin)
     w = Writer(node.port, node.admin, wid, pool, prov)
     w.start()
-    time.sleep(6)
+    time.sleep(seconds)
+    return node, w, (wid, prov, pool)
+
+
+def scenario_sigkill_and_restore():
+    node, w, (wid, prov, pool) = start_with_writer("kill", 6)
     os.kill(node.server_pid, signal.SIGKILL)
     w.join(10)
     rc = node.wait()
@@ -315,11 +321,7 @@ def scenario_point_in_time(node, w):
 
 
 def scenario_sigterm_under_litestream():
-    node = Replicated("term")
-    wid, prov, pool = setup(node.port, node.admin)
-    w = Writer(node.port, node.admin, wid, pool, prov)
-    w.start()
-    time.sleep(2)
+    node, w, _ = start_with_writer("term", 2)
     w.stop = True
     w.join(10)
     os.kill(node.server_pid, signal.SIGTERM)
@@ -332,11 +334,7 @@ def scenario_sigterm_under_litestream():
 
 
 def scenario_host_loss():
-    node = Replicated("loss")
-    wid, prov, pool = setup(node.port, node.admin)
-    w = Writer(node.port, node.admin, wid, pool, prov)
-    w.start()
-    time.sleep(4)
+    node, w, _ = start_with_writer("loss", 4)
     # Both at once, as when the machine goes away.
     os.kill(node.proc.pid, signal.SIGKILL)
     os.kill(node.server_pid, signal.SIGKILL)
