@@ -144,10 +144,8 @@ CREATE TABLE session_counts (
     live_enabled  INTEGER NOT NULL,
     live_disabled INTEGER NOT NULL
 );
-CREATE TRIGGER session_counts_insert AFTER INSERT ON sessions WHEN NEW.deleted_at IS NULL BEGIN
-    UPDATE session_counts SET live_enabled = live_enabled + (NEW.enabled <> 0),
-        live_disabled = live_disabled + (NEW.enabled = 0) WHERE id = 1;
-END;
+-- New sessions are counted once per call by the code that creates them
+-- (store::sessions::count_created), not per row (migration 0004).
 CREATE TRIGGER session_counts_delete AFTER DELETE ON sessions WHEN OLD.deleted_at IS NULL BEGIN
     UPDATE session_counts SET live_enabled = live_enabled - (OLD.enabled <> 0),
         live_disabled = live_disabled - (OLD.enabled = 0) WHERE id = 1;

@@ -270,7 +270,11 @@ pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionR
         }
         let sealer = super::Sealer::new(tx, keys, ws)?;
         match insert(tx, &sealer, ws, pool, &p, spec, &mut NextIndex::default())? {
-            Inserted::New(row) => Ok(*row),
+            Inserted::New(row) => {
+                // A new session is enabled.
+                db::count_created(tx, 1, 0)?;
+                Ok(*row)
+            }
             Inserted::Existing(_) => Err(Error::exists(
                 "The token is already used by a live session in this pool.",
             )),
@@ -332,6 +336,7 @@ pub fn bulk_create(
                 }
             }
         }
+        db::count_created(tx, i64::from(created), 0)?;
         Ok((ids, created, existing))
     })?;
     Ok(BulkCreateSessionsResponse {

@@ -97,6 +97,9 @@ impl SessionRow {
 
 /// Inserts a session unless its token is taken by a live session of the
 /// pool: false then (one index probe instead of a lookup and an insert).
+/// The caller adds what it created to the session counters once per call
+/// (`count_created`): a per-row trigger cut BulkCreateSessions from ~92k to
+/// ~35k sessions/s. Updates and deletes keep their triggers.
 pub fn insert(c: &Connection, s: &SessionRow) -> Result<bool> {
     let n = c
         .prepare_cached(&format!(
@@ -105,6 +108,19 @@ pub fn insert(c: &Connection, s: &SessionRow) -> Result<bool> {
         ))?
         .execute(params_from_iter(s.values()?))?;
     Ok(n == 1)
+}
+
+/// Counts new live sessions, enabled and disabled, into the /metrics
+/// counters.
+pub fn count_created(c: &Connection, enabled: i64, disabled: i64) -> Result<()> {
+    if enabled != 0 || disabled != 0 {
+        c.prepare_cached(
+            "UPDATE session_counts SET live_enabled = live_enabled + ?1, \
+             live_disabled = live_disabled + ?2 WHERE id = 1",
+        )?
+        .execute([enabled, disabled])?;
+    }
+    Ok(())
 }
 
 /// Writes the user-editable fields back.
@@ -492,6 +508,7 @@ mod tests {
                     ..session(ws, p.id, provider, i)
                 };
                 assert!(insert(&tx, &s).unwrap());
+                count_created(&tx, i64::from(s.enabled), i64::from(!s.enabled)).unwrap();
                 if rng.random_bool(0.2) {
                     soft_delete(&tx, &s, now).unwrap();
                 }
