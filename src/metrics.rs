@@ -39,6 +39,8 @@ pub struct Metrics {
     methods: Vec<MethodStats>,
     pub rate_limited: AtomicU64,
     pub open_connections: AtomicI64,
+    /// Connections closed at rest to make room at the connection cap.
+    pub shed_connections: AtomicU64,
 }
 
 impl Metrics {
@@ -49,6 +51,7 @@ impl Metrics {
             names,
             rate_limited: AtomicU64::new(0),
             open_connections: AtomicI64::new(0),
+            shed_connections: AtomicU64::new(0),
         }
     }
 }
@@ -110,6 +113,19 @@ impl Metrics {
             format_args!(
                 "proxyplane_open_connections {}",
                 self.open_connections.load(Relaxed)
+            ),
+        );
+        family(
+            &mut s,
+            "proxyplane_shed_connections_total",
+            "counter",
+            "Connections at rest closed to admit new ones at the connection cap.",
+        );
+        line(
+            &mut s,
+            format_args!(
+                "proxyplane_shed_connections_total {}",
+                self.shed_connections.load(Relaxed)
             ),
         );
         family(&mut s, "proxyplane_sessions", "gauge", "Sessions by state.");

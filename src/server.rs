@@ -40,6 +40,7 @@ use crate::connect::{self, Call, Headers, Reject};
 use crate::ctx::State;
 use crate::error::{Code, Error};
 use crate::log::{info, warn};
+use crate::metrics::Metrics;
 use crate::rpc::{self, METHODS};
 use crate::store;
 
@@ -230,13 +231,13 @@ async fn serve(
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    accept_failed(&e, &registry, &mut logs).await;
+                    accept_failed(&e, &registry, &mut logs, &state.metrics).await;
                     continue;
                 }
             },
             _ = &mut signal => break,
         };
-        if !make_room(&registry, &mut logs, &mut signal).await {
+        if !make_room(&registry, &mut logs, &state.metrics, &mut signal).await {
             break;
         }
         let slot = registry.register();
@@ -257,11 +258,19 @@ async fn serve(
 
 /// Out of file descriptors and the like: back off, keep serving; when out
 /// of files, close an idle connection so the next accept can succeed.
-async fn accept_failed(e: &std::io::Error, registry: &Registry, logs: &mut AcceptLogs) {
+async fn accept_failed(
+    e: &std::io::Error,
+    registry: &Registry,
+    logs: &mut AcceptLogs,
+    metrics: &Metrics,
+) {
     let out_of_files = [rustix::io::Errno::MFILE, rustix::io::Errno::NFILE]
         .iter()
         .any(|n| e.raw_os_error() == Some(n.raw_os_error()));
     let shed = out_of_files && registry.shed_for_a_file();
+    if shed {
+        metrics.shed_connections.fetch_add(1, Ordering::Relaxed);
+    }
     if let Some(n) = logs.failed.note() {
         warn!(
             "accept failed ({n} time(s) since the last report): {e}{}",
@@ -292,6 +301,7 @@ async fn accept_failed(e: &std::io::Error, registry: &Registry, logs: &mut Accep
 async fn make_room(
     registry: &Registry,
     logs: &mut AcceptLogs,
+    metrics: &Metrics,
     signal: &mut (impl std::future::Future<Output = ()> + Unpin),
 ) -> bool {
     let cap = registry.cap;
@@ -299,6 +309,7 @@ async fn make_room(
         match registry.admit() {
             Admit::Room => return true,
             Admit::Shed => {
+                metrics.shed_connections.fetch_add(1, Ordering::Relaxed);
                 if let Some(n) = logs.shed.note() {
                     warn!(
                         "connection cap ({cap}) reached: closed {n} idle connection(s) to admit new ones"

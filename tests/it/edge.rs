@@ -357,6 +357,14 @@ fn silent_connections_at_the_cap_are_shed_for_a_new_client() {
         "shedding was not logged:\n{}",
         s.stderr()
     );
+    let shed: u64 = s
+        .metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("proxyplane_shed_connections_total "))
+        .expect("the shed counter")
+        .parse()
+        .expect("a number");
+    assert!(shed >= 5, "{shed} connections counted as shed");
 }
 
 #[test]
