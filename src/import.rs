@@ -54,7 +54,13 @@ fn parse_line(raw: &str) -> Result<Option<Parsed>, String> {
     if line.is_empty() || line.starts_with('#') {
         return Ok(None);
     }
-    if let Some((scheme, rest)) = line.split_once("://") {
+    // Only letters, digits, '+', '-', '.' before "://" make a URL (RFC
+    // 3986's scheme characters): "u:pa://ss@host:80" is a login whose
+    // password holds "://", and a scheme error must not echo it.
+    if let Some((scheme, rest)) = line.split_once("://").filter(|(s, _)| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    }) {
         return parse_url(scheme, rest).map(Some);
     }
     // A password may hold '@' or ':', so the host is after the last '@'.
@@ -434,6 +440,10 @@ mod tests {
             parsed("", "[2001:db8::1]", 8080, "u", "p")
         );
         assert_eq!(p("https://h.io:443"), parsed("https", "h.io", 443, "", ""));
+        assert_eq!(
+            p("u:pa://ss@h.io:80"),
+            parsed("", "h.io", 80, "u", "pa://ss")
+        );
         assert!(parse_line("   ").unwrap().is_none());
         assert!(parse_line("# a comment").unwrap().is_none());
     }
