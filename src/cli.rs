@@ -52,6 +52,31 @@ pub enum Command {
     },
     /// Validate the config, the database's integrity and the master key.
     Check,
+    /// Import static proxies from a list file into a pool, offline on the
+    /// data dir (like `keys`; the server may be running; a missing database
+    /// is refused).
+    ///
+    /// One proxy per line, in the formats vendors export:
+    ///   host:port
+    ///   host:port:user:pass        (the password is everything after the third ':')
+    ///   user:pass@host:port
+    ///   scheme://[user:pass@]host:port   (http, https, socks4, socks5, socks5h;
+    ///                                     user and password percent-decoded)
+    /// An IPv6 host goes in brackets: [2001:db8::1]:8080. Blank lines and lines
+    /// starting with # are skipped; surrounding whitespace and CRLF are fine.
+    ///
+    /// Every line is checked first, with the API's rules; if any is bad, each
+    /// is reported as `line N: reason` on stderr (never a password), nothing is
+    /// imported and the exit status is non-zero. Then the sessions are created
+    /// as BulkCreateSessions does, max_bulk_items per transaction. Each line's
+    /// token is `imp-` + 16 hex digits of a BLAKE2b hash of
+    /// scheme://user@host:port (not the password), so running the same import
+    /// again creates nothing new, and a line whose password changed counts as
+    /// already there (change a password with UpdateSession). Prints one line on
+    /// stdout: `imported N, already there M, lines L` (L = proxy lines read;
+    /// a line repeated in the file counts as already there).
+    #[command(verbatim_doc_comment)]
+    Import(ImportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -92,4 +117,26 @@ pub enum WorkspacesCommand {
     },
     /// List workspaces: id and name.
     List,
+}
+
+/// The flags of `proxyplane import` (its help is on `Command::Import`).
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The workspace id (base64).
+    #[arg(long, value_name = "ID")]
+    pub workspace: String,
+    /// The pool id (base64) the sessions go into.
+    #[arg(long, value_name = "ID")]
+    pub pool: String,
+    /// The provider id (base64) the sessions belong to; it must be enabled.
+    #[arg(long, value_name = "ID")]
+    pub provider: String,
+    /// Check every line and print, per line, `token<TAB>scheme://user@host:port<TAB>new`
+    /// (or `already there`), then `would import N, already there M, lines L`;
+    /// writes nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The list file; `-` or nothing reads stdin.
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
 }

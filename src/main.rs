@@ -17,6 +17,7 @@ mod cursor;
 mod error;
 mod fastjson;
 mod ids;
+mod import;
 mod log;
 mod metrics;
 mod pb;
@@ -84,6 +85,9 @@ fn run() -> Result<ExitCode, String> {
         Command::Restore { file, force } => backup::restore(&config, master_env, &file, force),
         Command::Keys(k) => keys(&config, master_env, k),
         Command::Workspaces(w) => workspaces(&config, master_env, w),
+        Command::Import(a) => import::run(&a, config.max_bulk_items, || {
+            open(&config, master_env, IfMissing::Refuse)
+        }),
     }
 }
 

@@ -48,8 +48,8 @@ pub fn session_pb(s: &SessionRow, now: i64) -> Session {
 }
 
 /// A session request checked on its own, before the store is asked.
-struct Spec {
-    token: Option<String>,
+pub(crate) struct Spec {
+    pub token: Option<String>,
     endpoint: Option<Endpoint>,
 }
 
@@ -62,7 +62,8 @@ struct Endpoint {
 }
 
 /// Checks one session request; errors of a bulk item name its index.
-fn check_spec(index: Option<usize>, s: &SessionSpec) -> Result<Spec> {
+/// `proxyplane import` checks its lines with it too (index None).
+pub(crate) fn check_spec(index: Option<usize>, s: &SessionSpec) -> Result<Spec> {
     check_spec_fields(s).map_err(|e| match index {
         Some(i) => Error {
             message: format!("sessions[{i}].{}", e.message),
@@ -110,7 +111,7 @@ fn check_spec_fields(s: &SessionSpec) -> Result<Spec> {
 }
 
 /// What the pool and provider must allow before sessions are added.
-fn check_target(
+pub(crate) fn check_target(
     tx: &Connection,
     ws: WorkspaceId,
     pool: PoolId,
@@ -306,44 +307,67 @@ pub fn bulk_create(
         .map(|(i, s)| check_spec(Some(i), s))
         .collect::<Result<Vec<_>>>()?;
     let keys = &ctx.state.keys;
-    let (ids, created, existing) = ctx.write(|tx| {
-        let p = check_target(tx, ws, pool, provider)?;
-        let sealer = super::Sealer::new(tx, keys, ws)?;
-        let mut ids = Vec::with_capacity(specs.len());
-        let (mut created, mut existing) = (0, 0);
-        let mut next_index = NextIndex {
-            next: None,
-            named: specs
-                .iter()
-                .filter_map(|s| s.token.clone())
-                .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
-                .collect(),
-        };
-        for (i, spec) in specs.into_iter().enumerate() {
-            let inserted =
-                insert(tx, &sealer, ws, pool, &p, spec, &mut next_index).map_err(|e| Error {
-                    message: format!("sessions[{i}]: {}", e.message),
-                    ..e
-                })?;
-            match inserted {
-                Inserted::New(row) => {
-                    ids.push(row.id.to_vec());
-                    created += 1;
-                }
-                Inserted::Existing(id) => {
-                    ids.push(id.to_vec());
-                    existing += 1;
-                }
+    let done = ctx.write(|tx| insert_batch(tx, keys, ws, pool, provider, specs))?;
+    Ok(BulkCreateSessionsResponse {
+        session_ids: done.ids,
+        created_count: done.created,
+        existing_count: done.existing,
+    })
+}
+
+/// What one BulkCreateSessions batch did.
+pub(crate) struct Batch {
+    pub ids: Vec<Vec<u8>>,
+    pub created: i32,
+    pub existing: i32,
+}
+
+/// The body of BulkCreateSessions, in the caller's transaction: checks the
+/// pool and provider, then inserts each checked session (or finds the live
+/// one holding its token). `proxyplane import` runs its batches through it.
+pub(crate) fn insert_batch(
+    tx: &Connection,
+    keys: &crate::crypto::Keyring,
+    ws: WorkspaceId,
+    pool: PoolId,
+    provider: ProviderId,
+    specs: Vec<Spec>,
+) -> Result<Batch> {
+    let p = check_target(tx, ws, pool, provider)?;
+    let sealer = super::Sealer::new(tx, keys, ws)?;
+    let mut done = Batch {
+        ids: Vec::with_capacity(specs.len()),
+        created: 0,
+        existing: 0,
+    };
+    let mut next_index = NextIndex {
+        next: None,
+        named: specs
+            .iter()
+            .filter_map(|s| s.token.clone())
+            .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+            .collect(),
+    };
+    for (i, spec) in specs.into_iter().enumerate() {
+        let inserted =
+            insert(tx, &sealer, ws, pool, &p, spec, &mut next_index).map_err(|e| Error {
+                message: format!("sessions[{i}]: {}", e.message),
+                ..e
+            })?;
+        match inserted {
+            Inserted::New(row) => {
+                done.ids.push(row.id.to_vec());
+                done.created += 1;
+            }
+            Inserted::Existing(id) => {
+                done.ids.push(id.to_vec());
+                done.existing += 1;
             }
         }
-        db::count_created(tx, i64::from(created), 0)?;
-        Ok((ids, created, existing))
-    })?;
-    Ok(BulkCreateSessionsResponse {
-        session_ids: ids,
-        created_count: created,
-        existing_count: existing,
-    })
+    }
+    // New sessions are enabled; counted once per batch (see db::insert).
+    db::count_created(tx, i64::from(done.created), 0)?;
+    Ok(done)
 }
 
 pub fn get(ctx: &mut Ctx, req: GetSessionRequest) -> Result<GetSessionResponse> {
