@@ -41,7 +41,12 @@ fn write_list(dir: &TempDir, text: &str) -> String {
 
 /// `proxyplane import ...` with `input` on stdin.
 fn import_stdin(data_dir: &Path, args: &[&str], input: &str) -> Output {
+    import_stdin_with(data_dir, args, input, &[])
+}
+
+fn import_stdin_with(data_dir: &Path, args: &[&str], input: &str, env: &[(&str, &str)]) -> Output {
     let mut c = command();
+    c.envs(env.iter().copied());
     c.arg("--data-dir").arg(data_dir).args(args);
     let mut child = c
         .stdin(Stdio::piped())
@@ -222,21 +227,14 @@ fn import_runs_in_batches_of_max_bulk_items() {
     let first_three: String = list.lines().take(3).map(|l| format!("{l}\n")).collect();
     let out = import_stdin(&srv.dir, &a, &first_three);
     assert!(out.status.success());
-    let mut c = command();
-    c.env("PROXYPLANE_MAX_BULK_ITEMS", "2");
-    c.arg("--data-dir").arg(&srv.dir).args(&a).arg("-");
-    let mut child = c
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(list.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut with_stdin = a.clone();
+    with_stdin.push("-");
+    let out = import_stdin_with(
+        &srv.dir,
+        &with_stdin,
+        &list,
+        &[("PROXYPLANE_MAX_BULK_ITEMS", "2")],
+    );
     assert!(out.status.success());
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
