@@ -109,7 +109,7 @@ impl Obj {
         if let Some(t) = v {
             self.key(k);
             self.out.push(b'"');
-            self.out.extend_from_slice(t.to_rfc3339().as_bytes());
+            t.write_rfc3339(&mut self.out);
             self.out.push(b'"');
         }
     }

@@ -49,15 +49,21 @@ impl Timestamp {
     /// RFC 3339 in UTC with `Z`, with 0, 3, 6 or 9 fractional digits as
     /// protojson does.
     pub fn to_rfc3339(self) -> String {
+        let mut out = Vec::with_capacity(30);
+        self.write_rfc3339(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// `to_rfc3339` appended to `out`, without a String of its own.
+    pub fn write_rfc3339(self, out: &mut Vec<u8>) {
         use push_digits as push;
         let days = self.seconds.div_euclid(86_400);
         let secs = self.seconds.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
-        let mut out = Vec::with_capacity(30);
         if y < 0 {
             out.push(b'-');
         }
-        push(&mut out, y, 4);
+        push(out, y, 4);
         for (sep, v) in [
             (b'-', m),
             (b'-', d),
@@ -66,21 +72,20 @@ impl Timestamp {
             (b':', secs % 60),
         ] {
             out.push(sep);
-            push(&mut out, v, 2);
+            push(out, v, 2);
         }
         let n = i64::from(self.nanos.clamp(0, 999_999_999));
         if n != 0 {
             out.push(b'.');
             if n % 1_000_000 == 0 {
-                push(&mut out, n / 1_000_000, 3);
+                push(out, n / 1_000_000, 3);
             } else if n % 1000 == 0 {
-                push(&mut out, n / 1000, 6);
+                push(out, n / 1000, 6);
             } else {
-                push(&mut out, n, 9);
+                push(out, n, 9);
             }
         }
         out.push(b'Z');
-        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Parses RFC 3339 (`Z` or a numeric offset), as protojson accepts.
