@@ -13,13 +13,13 @@ N="${N:-2000}" SESSIONS="${SESSIONS:-1000}" ACCOUNTS="${ACCOUNTS:-2000}"
 command -v valgrind >/dev/null || { echo "valgrind is needed (apt-get install valgrind)" >&2; exit 1; }
 (( $# >= 1 )) || set -- "base=$BIN"
 trap 'kill -TERM "${SERVER_PID:-}" 2>/dev/null || true; rm -rf "${DATA_DIR:-/nonexistent}"' EXIT
-printf '%-14s %16s %16s\n' binary "Ir/ResolveProxy" "Ir/GetWorkspace"
+printf '%-14s %16s %16s %16s\n' binary "Ir/ResolveProxy" "Ir/GetWorkspace" "Ir/CreateSession"
 for arg in "$@"; do
     name="${arg%%=*}" bin="${arg#*=}"
     DATA_DIR="$(mktemp -d /tmp/proxyplane-bench.XXXXXX)"
     out="$DATA_DIR/cg.out"
     PROXYPLANE_RATE_LIMIT_PER_SECOND=0 PROXYPLANE_LOG_LEVEL=warn \
-        valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out.%p" \
+        valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out.%p" ${CALLGRIND_KEEP:+--dump-instr=no} \
         "$bin" --data-dir "$DATA_DIR" serve --listen 127.0.0.1:0 \
         >"$DATA_DIR/server.out" 2>"$DATA_DIR/server.err" &
     SERVER_PID=$!
@@ -47,8 +47,10 @@ for arg in "$@"; do
     "$PY" "$HELPER" drive --method ResolveProxy --count "$N" --key "$RESOLVER_KEY"
     r="$(ir)"; rm -f "$out".*
     "$PY" "$HELPER" drive --method GetWorkspace --count "$N"
-    g="$(ir)"
+    g="$(ir)"; rm -f "$out".*
+    "$PY" "$HELPER" drive --method CreateSession --count "$N"
+    w="$(ir)"
     kill -TERM "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null || true
     rm -rf "$DATA_DIR"
-    printf '%-14s %16.0f %16.0f\n' "$name" "$((r / N))" "$((g / N))"
+    printf '%-14s %16.0f %16.0f %16.0f\n' "$name" "$((r / N))" "$((g / N))" "$((w / N))"
 done

@@ -316,6 +316,12 @@ def cmd_drive(a):
     for _ in range(a.count):
         if a.method == "ResolveProxy":
             msg = {"workspaceId": a.ws, "poolId": a.pool, "accountName": f"acct-{rnd.randrange(a.accounts)}"}
+        elif a.method == "CreateSession":  # as bench/create_session.lua sends it
+            drive_n = getattr(a, "_n", 0) + 1
+            a._n = drive_n
+            msg = {"workspaceId": a.ws, "poolId": a.pool, "providerId": a.provider,
+                   "scheme": "http", "host": "10.20.30.40", "port": 8080, "username": "bench-user",
+                   "password": "bench-password", "token": f"drive-{os.getpid()}-{drive_n}"}
         else:
             msg = {"workspaceId": a.ws}
         status, data, _ = c.post(a.method, json.dumps(msg).encode())
@@ -390,6 +396,7 @@ def main():
     s = sub.add_parser("drive"); common(s)
     s.add_argument("--pool", default=os.environ.get("POOL"))
     s.add_argument("--method", default="ResolveProxy")
+    s.add_argument("--provider", default=os.environ.get("PROVIDER"))
     s.add_argument("--count", type=int, default=2000)
     s.add_argument("--accounts", type=int, default=int(os.environ.get("ACCOUNTS", "1000")))
     s.set_defaults(f=cmd_drive)

@@ -140,7 +140,9 @@ fn flat_and_unique(body: &[u8]) -> bool {
     };
     // The end of a string starting at `i` (its opening quote), or None.
     let string_end = |i: usize| -> Option<usize> {
-        let len = body[i + 1..].iter().position(|&b| b == b'"' || b == b'\\')?;
+        let len = body[i + 1..]
+            .iter()
+            .position(|&b| b == b'"' || b == b'\\')?;
         (body[i + 1 + len] == b'"').then_some(i + 1 + len)
     };
     let mut i = 0;
@@ -671,7 +673,9 @@ mod tests {
         }
         // Past its key limit it leaves the decision to the full scan.
         let many: Vec<String> = (0..17).map(|i| format!("\"k{i}\":{i}")).collect();
-        assert!(!flat_and_unique(format!("{{{}}}", many.join(",")).as_bytes()));
+        assert!(!flat_and_unique(
+            format!("{{{}}}", many.join(",")).as_bytes()
+        ));
     }
 
     #[test]

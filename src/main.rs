@@ -200,6 +200,7 @@ fn first_start(pool: &store::Pool, keyring: &Keyring, config: &Config) -> Result
 fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
     let (pool, keyring) = open(&config, master_env, IfMissing::Create)?;
     first_start(&pool, &keyring, &config)?;
+    store::group::install(&pool).map_err(|e| format!("database: {}", e.message))?;
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -237,6 +238,7 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
     if let Err(e) = state.last_used.flush(&state.db, store::BUSY_TIMEOUT) {
         warn!("could not record API keys' last use at shutdown: {e}");
     }
+    store::group::close();
     // Copy the WAL into the database file, but never wait: another process
     // may hold a read transaction for good (Litestream does), and a
     // TRUNCATE checkpoint waited out the 5 s busy timeout for it. PASSIVE

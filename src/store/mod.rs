@@ -5,6 +5,7 @@
 pub mod api_keys;
 pub mod assignments;
 pub mod columns;
+pub mod group;
 mod migrate;
 pub mod pools;
 pub mod providers;
@@ -341,6 +342,10 @@ impl<'a> Tx<'a> {
         c.prepare_cached(sql)?.execute([])?;
         Ok(Tx { c, open: true })
     }
+    /// Leaves the transaction open for the group writer, which ends it.
+    fn keep_open(mut self) {
+        self.open = false;
+    }
     fn commit(mut self) -> rusqlite::Result<()> {
         self.c.prepare_cached("COMMIT")?.execute([])?;
         self.open = false;
@@ -380,6 +385,10 @@ pub fn write<T>(
     deadline: Option<Instant>,
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
+    // The server's writes: group commit on the writer connection.
+    if let Some(g) = group::installed() {
+        return g.write(deadline, f);
+    }
     let _turn = writer_turn(deadline)?;
     let tx = begin_immediate(c, deadline)?;
     let out = f(c)?;
