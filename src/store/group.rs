@@ -191,7 +191,20 @@ impl Group {
                 g
             }
         };
-        let out = run_in_savepoint(c, deadline, f);
+        let out = if open.is_some() {
+            run_in_savepoint(c, deadline, f)
+        } else {
+            // The first of a group has the transaction to itself: no
+            // savepoint; on its error the whole (so far only its own)
+            // transaction is rolled back below, before anyone joins.
+            within_deadline(f(c), deadline)
+        };
+        if out.is_err() && open.is_none() {
+            rollback(c);
+            self.st.lock().open = None;
+            h.give_back(None);
+            return Turn::Done(out);
+        }
         let mut st = self.st.lock();
         if out.is_ok() {
             st.members += 1;
@@ -239,15 +252,20 @@ fn run_in_savepoint<T>(
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
     c.prepare_cached("SAVEPOINT w")?.execute([])?;
-    let out = f(c).and_then(|v| match deadline {
-        Some(d) if Instant::now() >= d => Err(Error::deadline()),
-        _ => Ok(v),
-    });
+    let out = within_deadline(f(c), deadline);
     if out.is_err() {
         c.prepare_cached("ROLLBACK TO w")?.execute([])?;
     }
     c.prepare_cached("RELEASE w")?.execute([])?;
     out
+}
+
+/// A result that came too late is a missed deadline, and its work undone.
+fn within_deadline<T>(out: Result<T>, deadline: Option<Instant>) -> Result<T> {
+    out.and_then(|v| match deadline {
+        Some(d) if Instant::now() >= d => Err(Error::deadline()),
+        _ => Ok(v),
+    })
 }
 
 fn commit(c: &Connection) -> Result<()> {
