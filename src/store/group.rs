@@ -31,7 +31,10 @@ type Conn = PooledConnection<SqliteConnectionManager>;
 
 pub struct Group {
     st: Mutex<State>,
-    cv: Condvar,
+    /// Writers waiting for the connection: woken one at a time.
+    free: Condvar,
+    /// Writers waiting for their group's commit: woken all at once.
+    ended: Condvar,
 }
 
 struct State {
@@ -88,10 +91,11 @@ pub fn close() {
     };
     let until = Instant::now() + super::BUSY_TIMEOUT;
     let mut st = g.st.lock();
-    while st.conn.is_none() || st.open.is_some() {
-        if g.cv.wait_until(&mut st, until).timed_out() {
-            break;
-        }
+    // Polled: the server has stopped serving, so this waits at most for
+    // a background writer's last group.
+    while (st.conn.is_none() || st.open.is_some()) && Instant::now() < until {
+        g.free
+            .wait_for(&mut st, std::time::Duration::from_millis(10));
     }
     CLOSED.store(true, Ordering::Release);
     let conn = st.conn.take();
@@ -119,7 +123,8 @@ impl Group {
                 ended: 0,
                 failed: VecDeque::new(),
             }),
-            cv: Condvar::new(),
+            free: Condvar::new(),
+            ended: Condvar::new(),
         })
     }
 
@@ -132,7 +137,7 @@ impl Group {
         let mut st = self.st.lock();
         st.waiting += 1;
         while st.conn.is_none() {
-            if self.cv.wait_until(&mut st, until).timed_out() && st.conn.is_none() {
+            if self.free.wait_until(&mut st, until).timed_out() && st.conn.is_none() {
                 st.waiting -= 1;
                 return Err(match deadline {
                     Some(_) => Error::deadline(),
@@ -155,7 +160,7 @@ impl Group {
             Turn::Joined(out, group) => {
                 let mut st = self.st.lock();
                 while st.ended < group {
-                    self.cv.wait(&mut st);
+                    self.ended.wait(&mut st);
                 }
                 match st.failed.iter().find(|f| f.0 == group) {
                     Some((_, code, msg)) => Err(Error::new(*code, msg.clone())),
@@ -241,7 +246,7 @@ impl Group {
             }
         }
         h.give_back(None);
-        self.cv.notify_all();
+        self.ended.notify_all();
         Turn::Done(committed.and(out))
     }
 }
@@ -300,7 +305,7 @@ impl Holder<'_> {
             st.conn = Some(c);
             st.open = open;
             drop(st);
-            self.g.cv.notify_all();
+            self.g.free.notify_one();
         }
     }
 }
@@ -319,7 +324,8 @@ impl Drop for Holder<'_> {
         st.members = 0;
         st.conn = Some(c);
         drop(st);
-        self.g.cv.notify_all();
+        self.g.free.notify_one();
+        self.g.ended.notify_all();
     }
 }
 
