@@ -23,6 +23,7 @@ mod config;
 mod disk;
 mod edge;
 mod errors;
+mod group_commit;
 mod import;
 mod inventory;
 mod limits;
