@@ -114,6 +114,17 @@ function columns(app, reload) {
   return cols;
 }
 
+/** The pool's sessions by state, counted by the server (GetPoolStats). */
+async function summary(app, poolId, el) {
+  const st = (await call('GetPoolStats', { ...ws(app), poolId }).catch(() => ({}))).sessions;
+  if (!st) return;
+  const n = (k) => Number(st[k] || 0);
+  const total = n('healthy') + n('unhealthy') + n('coolingDown') + n('disabled');
+  const f = (x) => x.toLocaleString('en');
+  fill(el, `${f(total)} sessions: ${f(n('healthy'))} healthy · ${f(n('unhealthy'))} unhealthy · ` +
+    `${f(n('coolingDown'))} cooling down · ${f(n('disabled'))} disabled`);
+}
+
 export async function sessions(el, app) {
   const list = await pools(app);
   if (!list.length) return fill(el, h('section.card', {}, h('h2', {}, 'Sessions'), h('p', {}, 'No pools yet.')));
@@ -135,7 +146,8 @@ export async function sessions(el, app) {
   filter.addEventListener('change', () => { state.cursor = ''; state.stack = []; load(); });
   const pick = h('label', {}, 'Pool ', sel);
   const show = h('label', {}, 'State ', filter);
-  fill(el, h('section.card', {}, h('div.row', {}, h('h2', {}, 'Sessions'), pick, show), body));
-  await load();
+  const counts = h('p.muted', { id: 'session-counts' });
+  fill(el, h('section.card', {}, h('div.row', {}, h('h2', {}, 'Sessions'), pick, show), counts, body));
+  await Promise.all([load(), summary(app, current, counts)]);
 }
 

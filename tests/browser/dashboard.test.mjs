@@ -174,6 +174,7 @@ test('the sessions table pages through 100,000 sessions with the cursor, one pag
   await page.locator('#view select').first().selectOption({ label: 'scrapers' });
   await page.locator('#sessions-table tbody tr').first().waitFor();
   assert.equal(await rows(page).count(), 50);
+  await page.locator('#session-counts', { hasText: `${SESSIONS.toLocaleString('en')} sessions: ${SESSIONS.toLocaleString('en')} healthy` }).waitFor();
   const first = await rows(page).first().innerText();
   await page.click('text=Next →');
   await page.locator('text=Page 2').waitFor();
@@ -296,6 +297,29 @@ test('the providers view shows type and gateway, never credentials', async () =>
   await page.locator('#view tbody tr', { hasText: 'bought list' }).waitFor();
   assert.match(await page.locator('#view tbody tr').first().innerText(), /GENERIC/);
   assert.equal((await page.content()).includes('vendor-secret-never-shown'), false);
+});
+
+test('provider sync and last sync are shown when the API sends them (added to the real answer until provider sync lands)', async () => {
+  const page = await newPage();
+  await page.route('**/proxies.v1.Proxies/ListProviders', async (route) => {
+    const real = await route.fetch();
+    const json = await real.json();
+    for (const p of json.providers) {
+      p.sync = { intervalSeconds: 3600, poolId: seed.small };
+      p.lastSync = { startedAt: new Date(Date.now() - 120000).toISOString(), finishedAt: new Date(Date.now() - 119000).toISOString(), created: 5, updated: 2, removed: 1, unchanged: 40, error: 'vendor answered 503' };
+    }
+    await route.fulfill({ response: real, json });
+  });
+  await signIn(page, admin);
+  await page.locator('#nav a').first().waitFor();
+  await page.goto(`${base}/#providers`);
+  const row = page.locator('#view tbody tr', { hasText: 'bought list' });
+  await row.waitFor();
+  const text = await row.innerText();
+  assert.match(text, /every 3600 s into bots/);
+  assert.match(text, /2 min ago · 5 created, 2 updated, 1 removed, 40 unchanged · vendor answered 503/);
+  await shot(page, 'providers');
+  assert.deepEqual(page.errors, []);
 });
 
 test('the admin creates a workspace and can switch to it', async () => {
