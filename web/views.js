@@ -5,7 +5,7 @@
 import { call, all, roleName } from './api.js';
 import { h, fill, table, field, shortId, when, ago } from './dom.js';
 import { minuteChart, stateSplit } from './charts.js';
-import { sessions, endpoint, pager, pools, poolPicker } from './sessions.js';
+import { sessions, endpoint, stateOf, pager, pools, poolPicker } from './sessions.js';
 
 const ws = (app) => ({ workspaceId: app.ws });
 
@@ -86,8 +86,9 @@ export async function poolsView(el, app) {
         { label: 'Updated', cell: (p) => when(p.updatedAt) },
       ], list, 'No pools yet.'),
       createForm));
-  if (pool) await poolStats(app, pool, charts);
   clearInterval(app.timer);
+  if (!pool) return;
+  await poolStats(app, pool, charts);
   // Keep the charts moving while the page is open on them.
   app.timer = setInterval(() => {
     if (!document.body.contains(charts)) return clearInterval(app.timer);
@@ -161,16 +162,16 @@ function columns(app, choices, names, reload) {
   if (!app.can.edit) return cols;
   cols.push({ label: 'Actions', cls: 'act-col', cell: (a) => {
     const base = { ...ws(app), assignmentId: a.id };
-    const move = h('select', { 'aria-label': `Move ${a.accountName} to session` },
+    // A select and a button: arrow keys on a focused select change its
+    // value, so moving on "change" would move the account by keyboard
+    // before the user chose.
+    const move = h('select', { 'aria-label': `Session to move ${a.accountName} to` },
       h('option', { value: '' }, 'Move to…'),
-      choices.filter((s) => s.id !== a.sessionId).map((s) => h('option', { value: s.id }, endpoint(s))));
-    move.addEventListener('change', async () => {
-      if (!move.value) return;
-      try {
-        await call('UpdateAssignment', { ...base, sessionId: move.value });
-        app.say(`Moved ${a.accountName}.`);
-        await reload();
-      } catch (e) { app.fail(e); }
+      choices.filter((s) => s.id !== a.sessionId).map((s) => h('option', { value: s.id }, `${endpoint(s)} (${stateOf(s)}, ${s.assignmentCount || 0} accounts)`)));
+    const moveBtn = act('Move', async () => {
+      if (!move.value) throw new Error(`Choose the session to move ${a.accountName} to first.`);
+      await call('UpdateAssignment', { ...base, sessionId: move.value });
+      app.say(`Moved ${a.accountName}.`);
     });
     return h('div.acts', {},
       a.pinned
@@ -178,6 +179,7 @@ function columns(app, choices, names, reload) {
         : act('Pin', () => call('UpdateAssignment', { ...base, pinned: true }).then(() => app.say(`Pinned ${a.accountName}.`))),
       a.pinned ? null : act('Rebind', () => call('RebindAssignment', base).then(() => app.say(`Rebound ${a.accountName} to a fresh session.`))),
       move,
+      moveBtn,
       act('Delete', async () => {
         if (!confirm(`Delete the assignment of ${a.accountName}?`)) return;
         await call('DeleteAssignment', base);

@@ -241,7 +241,12 @@ test('pin, unpin, rebind and move an assignment with a click', async () => {
 
   const b3 = await assignment('bot-3');
   const target = seed.smallSessions.find((id) => id !== b3.sessionId);
+  await row('bot-3').locator('button', { hasText: 'Move' }).click();
+  await page.locator('#status', { hasText: 'Choose the session' }).waitFor();
+  assert.equal((await assignment('bot-3')).sessionId, b3.sessionId);
   await row('bot-3').locator('select').selectOption(target);
+  assert.equal((await assignment('bot-3')).sessionId, b3.sessionId, 'choosing alone moves nothing');
+  await row('bot-3').locator('button', { hasText: 'Move' }).click();
   await page.locator('#status', { hasText: 'Moved bot-3' }).waitFor();
   assert.equal((await assignment('bot-3')).sessionId, target);
 });
