@@ -747,7 +747,14 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, peer: IpAddr) -> Resp
     match path.as_str() {
         "/healthz" => return healthz(state).await,
         "/metrics" => return metrics(state, &req, peer).await,
-        p if state.config.dashboard && crate::dashboard::owns(p) => return dashboard(&req),
+        // Other verbs fall through: a POST to / is an unknown method (404),
+        // as for any path that is no method.
+        p if state.config.dashboard
+            && matches!(*req.method(), Verb::GET | Verb::HEAD)
+            && crate::dashboard::owns(p) =>
+        {
+            return dashboard(&req)
+        }
         _ => {}
     }
     if state.shutting_down.load(Ordering::Relaxed) {
@@ -899,13 +906,8 @@ fn answer(
 /// a path under /assets/ that is no file is a plain 404.
 fn dashboard(req: &Request<Incoming>) -> Resp {
     use crate::dashboard::{find, gzipped, SECURITY_HEADERS};
-    let head = req.method() == Verb::HEAD;
-    let mut r = if req.method() != Verb::GET && !head {
-        let mut r = response(405, "text/plain; charset=utf-8", b"Use GET.\n".to_vec());
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        r
-    } else if let Some(asset) = find(req.uri().path()) {
+    // hyper sends a HEAD answer's headers (with the GET's length) only.
+    let mut r = if let Some(asset) = find(req.uri().path()) {
         let gz = gzipped(asset)
             .filter(|_| connect::accepts_gzip(header(req.headers(), header::ACCEPT_ENCODING)));
         let mut r = response(200, asset.content_type, gz.unwrap_or(asset.body).to_vec());
@@ -922,10 +924,6 @@ fn dashboard(req: &Request<Incoming>) -> Resp {
     for (name, value) in SECURITY_HEADERS {
         r.headers_mut()
             .insert(*name, HeaderValue::from_static(value));
-    }
-    if head {
-        let (parts, _) = r.into_parts();
-        r = Response::from_parts(parts, Full::new(Bytes::new()));
     }
     r
 }

@@ -391,6 +391,11 @@ test('phone width and dark theme: no sideways scrolling, dark colours', async ()
     await page.locator('#view tbody tr, #view .charts svg').first().waitFor();
     const wide = await page.evaluate(() => document.documentElement.scrollWidth);
     assert.ok(wide <= 390, `#${view} is ${wide}px wide on a 390px screen`);
+    // Nothing sticks out of its card (the visually hidden table heads aside).
+    const out = await page.evaluate(() => [...document.querySelectorAll('#view .card *')]
+      .filter((e) => !e.closest('thead') && e.getBoundingClientRect().right > e.closest('.card').getBoundingClientRect().right + 0.5)
+      .map((e) => `${e.tagName.toLowerCase()}.${e.className}`).slice(0, 5));
+    assert.deepEqual(out, [], `#${view}: elements past the right edge of their card`);
     await shot(page, `phone-dark-${view}`);
   }
   const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
