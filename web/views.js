@@ -84,6 +84,14 @@ export async function poolsView(el, app) {
         { label: 'Policy', cell: (p) => policyText(p) },
         { label: 'Version', cls: 'num', cell: (p) => p.version },
         { label: 'Updated', cell: (p) => when(p.updatedAt) },
+        ...(app.can.edit ? [{ label: 'Actions', cls: 'act-col', cell: (p) => h('button.danger', { type: 'button', onclick: async () => {
+          if (!confirm(`Delete the pool ${p.name}? Only a pool without live sessions can be deleted.`)) return;
+          try {
+            await call('DeletePool', { ...ws(app), poolId: p.id });
+            app.say(`Deleted the pool ${p.name}.`);
+            app.render();
+          } catch (e) { app.fail(e); }
+        } }, 'Delete') }] : []),
       ], list, 'No pools yet.'),
       createForm));
   clearInterval(app.timer);
@@ -300,16 +308,57 @@ function lastSync(p) {
 export async function providersView(el, app) {
   const list = await all('ListProviders', ws(app), 'providers');
   const poolNames = new Map((await pools(app)).map((p) => [p.id, p.name]));
+  const cols = [
+    { label: 'Name', cell: (p) => p.name },
+    { label: 'Type', cell: (p) => (p.type || '').replace('PROVIDER_TYPE_', '') },
+    { label: 'Gateway', cell: (p) => (p.gateway ? `${p.gateway.scheme || 'http'}://${p.gateway.host}:${p.gateway.port}` : 'static sessions only') },
+    { label: 'Enabled', cell: (p) => (p.enabled ? 'yes' : h('span.bad', {}, 'no')) },
+    { label: 'Sync', cell: (p) => (p.sync && p.sync.intervalSeconds ? `every ${p.sync.intervalSeconds} s into ${poolNames.get(p.sync.poolId) || shortId(p.sync.poolId)}` : 'manual') },
+    { label: 'Last sync', cell: lastSync },
+  ];
+  if (app.can.own) {
+    cols.push({ label: 'Actions', cls: 'act-col', cell: (p) => h('div.acts', {},
+      h('button.secondary', { type: 'button', onclick: async () => {
+        try {
+          await call('UpdateProvider', { ...ws(app), providerId: p.id, enabled: !p.enabled, expectedVersion: p.version });
+          app.say(`${p.enabled ? 'Disabled' : 'Enabled'} ${p.name}.`);
+          app.render();
+        } catch (e) { app.fail(e); }
+      } }, p.enabled ? 'Disable' : 'Enable')) });
+  }
   fill(el, h('section.card', {}, h('h2', {}, 'Providers'),
     h('p.muted', {}, 'Credentials are write-only: the API never returns them, so they are not shown here.'),
-    table([
-      { label: 'Name', cell: (p) => p.name },
-      { label: 'Type', cell: (p) => (p.type || '').replace('PROVIDER_TYPE_', '') },
-      { label: 'Gateway', cell: (p) => (p.gateway ? `${p.gateway.scheme || 'http'}://${p.gateway.host}:${p.gateway.port}` : 'static sessions only') },
-      { label: 'Enabled', cell: (p) => (p.enabled ? 'yes' : h('span.bad', {}, 'no')) },
-      { label: 'Sync', cell: (p) => (p.sync && p.sync.intervalSeconds ? `every ${p.sync.intervalSeconds} s into ${poolNames.get(p.sync.poolId) || shortId(p.sync.poolId)}` : 'manual') },
-      { label: 'Last sync', cell: lastSync },
-    ], list, 'No providers yet: connect one with ConnectProvider (an OWNER key).')));
+    table(cols, list, 'No providers yet.'),
+    app.can.own ? connectForm(app) : null));
+}
+
+/** ConnectProvider: credentials go to the server once and are sealed there. */
+function connectForm(app) {
+  const type = h('select', {}, ['GENERIC', 'WEBSHARE', 'PROXYLINE'].map((t) => h('option', { value: `PROVIDER_TYPE_${t}` }, t)));
+  const name = h('input', { required: true, maxlength: 200, placeholder: 'webshare' });
+  const user = h('input', { autocomplete: 'off' });
+  const pass = h('input', { type: 'password', autocomplete: 'new-password' });
+  const apiKey = h('input', { type: 'password', autocomplete: 'off' });
+  const gw = h('input', { placeholder: 'p.webshare.io:80', pattern: '[^:]+:[0-9]{1,5}' });
+  return h('form', {
+    onsubmit: async (ev) => {
+      ev.preventDefault();
+      const [host, port] = gw.value.trim().split(':');
+      const body = {
+        ...ws(app), type: type.value, name: name.value.trim(),
+        credentials: { username: user.value, password: pass.value, apiKey: apiKey.value },
+      };
+      if (host) body.gateway = { host, port: Number(port) };
+      try {
+        const r = await call('ConnectProvider', body);
+        app.say(`Connected ${r.provider.name}.`);
+        app.render();
+      } catch (e) { app.fail(e); }
+    },
+  }, h('fieldset', {}, h('legend', {}, 'Connect a provider'),
+    h('div.grid', {}, field('Type', type), field('Name', name), field('Gateway (host:port)', gw, 'optional; Webshare has a default'),
+      field('Username', user), field('Password', pass), field('Vendor API key', apiKey, 'optional')),
+    h('div.actions', {}, h('button', { type: 'submit' }, 'Connect provider'))));
 }
 
 // ------------------------------------------------------------- api keys

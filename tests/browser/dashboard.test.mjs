@@ -296,12 +296,48 @@ test('an API key is created, its secret shown once, and revoked', async () => {
   await assert.rejects(rpc('ListPools', { workspaceId: seed.ws }, secret), /unauthenticated/);
 });
 
-test('the providers view shows type and gateway, never credentials', async () => {
+test('providers: type and gateway shown, never credentials; connect one and disable it', async () => {
   const page = ctx;
   await page.goto(`${base}/#providers`);
   await page.locator('#view tbody tr', { hasText: 'bought list' }).waitFor();
   assert.match(await page.locator('#view tbody tr').first().innerText(), /GENERIC/);
   assert.equal((await page.content()).includes('vendor-secret-never-shown'), false);
+  const form = page.locator('#view form', { hasText: 'Connect a provider' });
+  await form.locator('select').selectOption({ label: 'WEBSHARE' });
+  await form.locator('input').nth(0).fill('webshare');
+  await form.locator('input').nth(2).fill('ws-user');
+  await form.locator('input').nth(3).fill('ws-pass-never-shown');
+  await form.locator('button[type=submit]').click();
+  const row = page.locator('#view tbody tr', { hasText: 'webshare' });
+  await row.waitFor();
+  assert.match(await row.innerText(), /WEBSHARE[\s\S]*http:\/\/p\.webshare\.io:80/);
+  assert.equal((await page.content()).includes('ws-pass-never-shown'), false, 'the password is not kept in the page');
+  await row.locator('button', { hasText: 'Disable' }).click();
+  await row.locator('button', { hasText: 'Enable' }).waitFor();
+  const got = (await rpc('ListProviders', { workspaceId: seed.ws })).providers.find((p) => p.name === 'webshare');
+  assert.equal(got.enabled ?? false, false);
+  assert.equal(JSON.stringify(got).includes('ws-pass'), false);
+});
+
+test('an empty pool is deleted; a pool with sessions is refused with the reason', async () => {
+  const page = ctx;
+  await page.goto(`${base}/#pools`);
+  await page.locator('#view form.inline input').fill('short-lived');
+  await page.click('text=Create pool');
+  const row = page.locator('#view tbody tr', { hasText: 'short-lived' });
+  await row.waitFor();
+  await row.locator('button', { hasText: 'Delete' }).click();
+  await page.locator('#status', { hasText: 'Deleted the pool short-lived' }).waitFor();
+  assert.equal((await rpc('ListPools', { workspaceId: seed.ws })).pools.some((p) => p.name === 'short-lived'), false);
+  await page.evaluate(() => sessionStorage.removeItem('proxyplane.pool'));
+  // In a page of its own: Chromium logs every 4xx answer to the console,
+  // and the admin page's console must stay clean.
+  const other = await newPage();
+  await signIn(other, admin);
+  await other.locator('#view tbody tr', { hasText: 'bots' }).locator('button', { hasText: 'Delete' }).click();
+  await other.locator('#status .msg.error', { hasText: 'live sessions' }).waitFor();
+  assert.deepEqual(other.errors, ['Failed to load resource: the server responded with a status of 400 (Bad Request)']);
+  assert.ok((await rpc('ListPools', { workspaceId: seed.ws })).pools.some((p) => p.name === 'bots'));
 });
 
 test('provider sync and last sync are shown when the API sends them (added to the real answer until provider sync lands)', async () => {
