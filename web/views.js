@@ -2,7 +2,7 @@
 // API keys, workspaces. Sessions live in sessions.js. Each view is an async
 // function (element, app) that draws itself from the API; what the key's
 // role may not do is not drawn at all.
-import { call, all, roleName } from './api.js';
+import { call, all, roleName, key } from './api.js';
 import { h, fill, table, field, shortId, when, ago } from './dom.js';
 import { minuteChart, stateSplit } from './charts.js';
 import { sessions, endpoint, stateOf, pager, pools, poolPicker } from './sessions.js';
@@ -366,15 +366,23 @@ function connectForm(app) {
 const ROLES = ['API_KEY_ROLE_OWNER', 'API_KEY_ROLE_EDITOR', 'API_KEY_ROLE_RESOLVER', 'API_KEY_ROLE_VIEWER'];
 
 export async function keysView(el, app) {
-  const list = await all('ListApiKeys', ws(app), 'apiKeys');
+  // An ADMIN also manages the instance's ADMIN keys: workspaceId empty.
+  const instance = app.can.admin && sessionStorage.getItem('proxyplane.keys') === 'admin';
+  const scope = instance ? { workspaceId: '' } : ws(app);
+  const list = await all('ListApiKeys', scope, 'apiKeys');
   const secretBox = h('div', { id: 'new-secret' });
   const name = h('input', { required: true, maxlength: 200, placeholder: 'bot host 1' });
-  const role = h('select', {}, ROLES.map((r) => h('option', { value: r, selected: r === 'API_KEY_ROLE_RESOLVER' }, roleName(r))));
+  const roles = instance ? ['API_KEY_ROLE_ADMIN'] : ROLES;
+  const role = h('select', {}, roles.map((r) => h('option', { value: r, selected: r === 'API_KEY_ROLE_RESOLVER' }, roleName(r))));
+  const which = app.can.admin ? h('select', { id: 'key-scope', onchange: (e) => {
+    sessionStorage.setItem('proxyplane.keys', e.target.value);
+    keysView(el, app).catch(app.fail);
+  } }, h('option', { value: 'workspace', selected: !instance }, 'This workspace'), h('option', { value: 'admin', selected: instance }, 'ADMIN keys (instance)')) : null;
   const create = h('form.inline', {
     onsubmit: async (ev) => {
       ev.preventDefault();
       try {
-        const r = await call('CreateApiKey', { ...ws(app), name: name.value.trim(), role: role.value });
+        const r = await call('CreateApiKey', { ...scope, name: name.value.trim(), role: role.value });
         await keysView(el, app);
         const out = h('input', { readonly: true, value: r.secret, id: 'secret-value', 'aria-label': 'The new secret' });
         fill(el.querySelector('#new-secret'), h('div.msg.ok', { role: 'status' },
@@ -386,9 +394,9 @@ export async function keysView(el, app) {
       } catch (e) { app.fail(e); }
     },
   }, field('Name', name), field('Role', role), h('button', { type: 'submit' }, 'Create key'));
-  fill(el, h('section.card', {}, h('h2', {}, 'API keys'), secretBox,
+  fill(el, h('section.card', {}, h('div.row', {}, h('h2', {}, 'API keys'), which ? field('Keys of', which) : null), secretBox,
     table([
-      { label: 'Name', cell: (k) => k.name },
+      { label: 'Name', cell: (k) => [k.name, (key.get() || '').startsWith(k.prefix) ? h('span.badge', {}, 'this key') : null] },
       { label: 'Role', cell: (k) => roleName(k.role) },
       { label: 'Prefix', cell: (k) => h('code', {}, k.prefix) },
       { label: 'Created', cell: (k) => when(k.createdAt) },
@@ -397,12 +405,12 @@ export async function keysView(el, app) {
       { label: 'Actions', cls: 'act-col', cell: (k) => (k.revoked ? '' : h('button.danger', { type: 'button', onclick: async () => {
         if (!confirm(`Revoke the key ${k.name}? Requests with it fail from the next one on.`)) return;
         try {
-          await call('RevokeApiKey', { ...ws(app), apiKeyId: k.id });
+          await call('RevokeApiKey', { ...scope, apiKeyId: k.id });
           app.say(`Revoked ${k.name}.`);
           await keysView(el, app);
         } catch (e) { app.fail(e); }
       } }, 'Revoke')) },
-    ], list, 'No keys in this workspace.'),
+    ], list, instance ? 'No ADMIN keys.' : 'No keys in this workspace.'),
     create));
 }
 

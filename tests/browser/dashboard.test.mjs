@@ -294,6 +294,14 @@ test('an API key is created, its secret shown once, and revoked', async () => {
   await page.locator('#view tbody tr', { hasText: 'bot host 7' }).locator('text=Revoke').click();
   await page.locator('#view tbody tr', { hasText: 'bot host 7' }).locator('text=revoked').waitFor();
   await assert.rejects(rpc('ListPools', { workspaceId: seed.ws }, secret), /unauthenticated/);
+  // The ADMIN also sees the instance's ADMIN keys, its own marked.
+  await page.selectOption('#key-scope', 'admin');
+  const mine = page.locator('#view tbody tr', { hasText: 'this key' });
+  await mine.waitFor();
+  assert.match(await mine.innerText(), /ADMIN/);
+  assert.deepEqual(await page.locator('#view form.inline select').last().locator('option').allInnerTexts(), ['ADMIN']);
+  await page.selectOption('#key-scope', 'workspace');
+  await page.locator('#view tbody tr', { hasText: 'wallboard' }).waitFor();
 });
 
 test('providers: type and gateway shown, never credentials; connect one and disable it', async () => {
