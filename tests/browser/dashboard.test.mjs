@@ -128,6 +128,12 @@ test('a wrong key is refused with a sentence and nothing is shown', async () => 
   assert.equal(await page.locator('#nav').isVisible(), false);
   assert.equal(await page.evaluate(() => sessionStorage.getItem('proxyplane.key')), null, 'a refused key is not kept');
   await shot(page, 'signin-wrong-key');
+  // A RESOLVER key is real but may not read: told so, not let in.
+  const resolver = (await rpc('CreateApiKey', { workspaceId: seed.ws, name: 'bot host', role: 'API_KEY_ROLE_RESOLVER' })).secret;
+  await page.fill('#key', resolver);
+  await page.press('#key', 'Enter');
+  await page.locator('#status', { hasText: 'RESOLVER key' }).waitFor();
+  assert.equal(await page.locator('#nav').isVisible(), false);
 });
 
 test('signing in with the admin key shows the pools, their policy and charts; the page weight is measured', async () => {

@@ -322,3 +322,62 @@ fn pool_stats_are_scoped_and_validated_like_every_read() {
     )
     .ok();
 }
+
+#[test]
+fn pool_stats_count_a_rotation_at_resolve_and_a_move_by_update_as_moves() {
+    let s = Server::start();
+    let (ws, pool, ids) = pool_with_sessions(&s, 3);
+    s.rpc(
+        "UpdatePool",
+        &s.admin,
+        json!({"workspaceId": ws, "poolId": pool, "failureThreshold": 1}),
+    )
+    .ok();
+    let resolve = || {
+        s.rpc(
+            "ResolveProxy",
+            &s.admin,
+            json!({"workspaceId": ws, "poolId": pool, "accountName": "a"}),
+        )
+        .ok()
+        .json["assignment"]
+            .clone()
+    };
+    let first = resolve();
+    s.rpc(
+        "ReportSessionResult",
+        &s.admin,
+        json!({"workspaceId": ws, "sessionId": first["sessionId"], "success": false}),
+    )
+    .ok();
+    // The session cools down: the next resolve moves the account.
+    let second = resolve();
+    assert_ne!(second["sessionId"], first["sessionId"]);
+    let elsewhere = ids
+        .iter()
+        .find(|id| **id != second["sessionId"] && **id != first["sessionId"])
+        .unwrap();
+    s.rpc(
+        "UpdateAssignment",
+        &s.admin,
+        json!({"workspaceId": ws, "assignmentId": second["id"], "sessionId": elsewhere}),
+    )
+    .ok();
+    // Pinning alone moves nothing.
+    s.rpc(
+        "UpdateAssignment",
+        &s.admin,
+        json!({"workspaceId": ws, "assignmentId": second["id"], "pinned": true}),
+    )
+    .ok();
+    let st = s
+        .rpc(
+            "GetPoolStats",
+            &s.admin,
+            json!({"workspaceId": ws, "poolId": pool}),
+        )
+        .ok()
+        .json
+        .clone();
+    assert_eq!(totals(&st), (2, 2, 1), "{st}");
+}
