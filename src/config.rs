@@ -27,6 +27,8 @@ pub struct Config {
     pub idle_timeout_seconds: u64,
     pub shutdown_timeout_seconds: u64,
     pub metrics_require_key: bool,
+    /// Serve the web dashboard at `/`.
+    pub dashboard: bool,
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub synchronous: Synchronous,
@@ -84,6 +86,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("idle_timeout_seconds", "60"),
     ("shutdown_timeout_seconds", "30"),
     ("metrics_require_key", "false"),
+    ("dashboard", "true"),
     ("log_level", "\"info\""),
     ("log_format", "\"text\""),
     ("synchronous", "\"normal\""),
@@ -300,6 +303,7 @@ impl Values {
             idle_timeout_seconds: self.uint("idle_timeout_seconds", 1, 86_400)?,
             shutdown_timeout_seconds: self.uint("shutdown_timeout_seconds", 0, 3600)?,
             metrics_require_key: self.boolean("metrics_require_key")?,
+            dashboard: self.boolean("dashboard")?,
             log_level: self.choice(
                 "log_level",
                 &[

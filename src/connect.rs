@@ -70,7 +70,7 @@ fn compression(name: Option<&str>) -> Result<bool> {
     }
 }
 
-fn accepts_gzip(h: Option<&str>) -> bool {
+pub fn accepts_gzip(h: Option<&str>) -> bool {
     h.is_some_and(|v| {
         v.split(',').any(|part| {
             let mut it = part.split(';');

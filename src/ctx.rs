@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::ids::{ApiKeyId, WorkspaceId};
 use crate::metrics::Metrics;
 use crate::ratelimit::Limiter;
+use crate::stats::PoolStats;
 use crate::store;
 
 /// Everything a handler can reach, shared by all workers.
@@ -25,6 +26,8 @@ pub struct State {
     pub key_limiter: Limiter<ApiKeyId>,
     pub ip_limiter: Limiter<IpAddr>,
     pub metrics: Metrics,
+    /// Per-pool activity of the last hour (GetPoolStats).
+    pub pool_stats: PoolStats,
     pub last_used: LastUsed,
     pub key_cache: KeyCache,
     pub shutting_down: AtomicBool,

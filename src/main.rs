@@ -14,6 +14,7 @@ mod connect;
 mod crypto;
 mod ctx;
 mod cursor;
+mod dashboard;
 mod error;
 mod fastjson;
 mod ids;
@@ -26,6 +27,7 @@ mod role;
 mod rpc;
 mod scope;
 mod server;
+mod stats;
 mod store;
 
 use std::collections::BTreeMap;
@@ -224,6 +226,7 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
             config.auth_failure_burst,
         ),
         metrics: metrics::Metrics::new(rpc::METHODS.iter().map(|m| m.name).collect()),
+        pool_stats: stats::PoolStats::default(),
         last_used: auth::LastUsed::default(),
         key_cache: auth::KeyCache::default(),
         shutting_down: AtomicBool::new(false),

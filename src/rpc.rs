@@ -97,6 +97,7 @@ methods! {
     DeleteAssignment => Edit, W, api::assignments::delete;
     ResolveProxy => Resolve, W, api::assignments::resolve;
     RotateWorkspaceKey => Owner, W, api::providers::rotate_workspace_key;
+    GetPoolStats => Read, R, api::pools::stats;
 }
 
 /// The index of the method a path names.

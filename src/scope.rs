@@ -64,6 +64,7 @@ workspace_scoped!(
     DeleteAssignmentRequest,
     ResolveProxyRequest,
     RotateWorkspaceKeyRequest,
+    GetPoolStatsRequest,
 );
 
 // The exceptions, each said once.

@@ -747,6 +747,14 @@ async fn route(state: &Arc<State>, req: Request<Incoming>, peer: IpAddr) -> Resp
     match path.as_str() {
         "/healthz" => return healthz(state).await,
         "/metrics" => return metrics(state, &req, peer).await,
+        // Other verbs fall through: a POST to / is an unknown method (404),
+        // as for any path that is no method.
+        p if state.config.dashboard
+            && matches!(*req.method(), Verb::GET | Verb::HEAD)
+            && crate::dashboard::owns(p) =>
+        {
+            return dashboard(&req)
+        }
         _ => {}
     }
     if state.shutting_down.load(Ordering::Relaxed) {
@@ -892,6 +900,32 @@ fn answer(
             (error_response(e.code.http_status(), &e), Some(e.code))
         }
     }
+}
+
+/// A file of the web dashboard (GET or HEAD), with its security headers;
+/// a path under /assets/ that is no file is a plain 404.
+fn dashboard(req: &Request<Incoming>) -> Resp {
+    use crate::dashboard::{find, gzipped, SECURITY_HEADERS};
+    // hyper sends a HEAD answer's headers (with the GET's length) only.
+    let mut r = if let Some(asset) = find(req.uri().path()) {
+        let gz = gzipped(asset)
+            .filter(|_| connect::accepts_gzip(header(req.headers(), header::ACCEPT_ENCODING)));
+        let mut r = response(200, asset.content_type, gz.unwrap_or(asset.body).to_vec());
+        if gz.is_some() {
+            r.headers_mut()
+                .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        r.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        r
+    } else {
+        response(404, "text/plain; charset=utf-8", b"Not found.\n".to_vec())
+    };
+    for (name, value) in SECURITY_HEADERS {
+        r.headers_mut()
+            .insert(*name, HeaderValue::from_static(value));
+    }
+    r
 }
 
 async fn healthz(state: &Arc<State>) -> Resp {

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::ids::{AssignmentId, PoolId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
 use crate::pb::Timestamp;
+use crate::stats::Event;
 use crate::store::assignments::{self as db, AssignmentRow};
 use crate::store::pools::PoolRow;
 use crate::store::sessions::{self, SessionRow};
@@ -225,6 +226,7 @@ pub fn update(ctx: &mut Ctx, req: UpdateAssignmentRequest) -> Result<UpdateAssig
         .as_deref()
         .map(SessionId::parse)
         .transpose()?;
+    let mut moved = false;
     let row = ctx.write(|tx| {
         // Under the write lock: bound_at and updated_at follow commit order.
         let now = store::now_ms();
@@ -236,15 +238,24 @@ pub fn update(ctx: &mut Ctx, req: UpdateAssignmentRequest) -> Result<UpdateAssig
                 check_target(tx, ws, a.pool_id, s)?;
                 a.move_to(s, now);
                 changed = true;
+                moved = true;
             }
         }
         changed |= super::set(&mut a.pinned, req.pinned);
         save_if_changed(tx, &mut a, changed, now, db::update)?;
         Ok(a)
     })?;
+    if moved {
+        count(ctx, row.pool_id, Event::Move);
+    }
     Ok(UpdateAssignmentResponse {
         assignment: Some(assignment_pb(&row)),
     })
+}
+
+/// Counts an event of a committed call in the pool's last hour.
+fn count(ctx: &Ctx, pool: PoolId, event: Event) {
+    ctx.state.pool_stats.record(pool, event, store::now_ms());
 }
 
 pub fn rebind(ctx: &mut Ctx, req: RebindAssignmentRequest) -> Result<RebindAssignmentResponse> {
@@ -270,6 +281,7 @@ pub fn rebind(ctx: &mut Ctx, req: RebindAssignmentRequest) -> Result<RebindAssig
         db::update(tx, &a)?;
         Ok(a)
     })?;
+    count(ctx, row.pool_id, Event::Move);
     Ok(RebindAssignmentResponse {
         assignment: Some(assignment_pb(&row)),
     })
@@ -468,6 +480,7 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
     let keys = &ctx.state.keys;
     let now = store::now_ms();
 
+    let mut moved = false;
     // The common case: the binding stands, a read transaction is enough.
     let standing = ctx.read(|tx| {
         let Some((a, s, interval, on_unhealthy)) = db::binding(tx, ws, pool, account)? else {
@@ -508,6 +521,7 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
                         v @ (Verdict::MustMove | Verdict::MoveIfPossible) => {
                             match pick(tx, &p, Some(a.session_id), now)? {
                                 Some(next) => {
+                                    moved = true;
                                     a.move_to(next, now);
                                     a.stamp(now);
                                     db::update(tx, &a)?;
@@ -527,6 +541,10 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
             Ok((a, proxy_for(tx, keys, ws, &s)?))
         })?,
     };
+    count(ctx, pool, Event::Resolve);
+    if moved {
+        count(ctx, pool, Event::Move);
+    }
     Ok(ResolveProxyResponse {
         assignment: Some(assignment_pb(&a)),
         proxy: Some(proxy),

@@ -143,5 +143,39 @@ pub fn delete(ctx: &mut Ctx, req: DeletePoolRequest) -> Result<DeletePoolRespons
         }
         db::delete(tx, &p)
     })?;
+    ctx.state.pool_stats.forget(id);
     Ok(DeletePoolResponse {})
+}
+
+/// GetPoolStats: the hour of per-minute counts kept in memory, and the
+/// sessions split by state as the database has them now.
+pub fn stats(ctx: &mut Ctx, req: GetPoolStatsRequest) -> Result<GetPoolStatsResponse> {
+    let ws = ctx.ws()?;
+    let id = PoolId::parse(&req.pool_id)?;
+    let now = store::now_ms();
+    let counts = ctx.read(|tx| {
+        found(db::get(tx, ws, id)?, "pool")?;
+        db::session_states(tx, id, now)
+    })?;
+    let minutes = ctx
+        .state
+        .pool_stats
+        .hour(id, now)
+        .iter()
+        .map(|m| PoolMinute {
+            start: Some(Timestamp::from_millis(m.minute * 60_000)),
+            resolves: m.resolves as i64,
+            moves: m.moves as i64,
+            failures: m.failures as i64,
+        })
+        .collect();
+    Ok(GetPoolStatsResponse {
+        minutes,
+        sessions: Some(SessionStateCounts {
+            healthy: counts.healthy,
+            unhealthy: counts.unhealthy,
+            cooling_down: counts.cooling_down,
+            disabled: counts.disabled,
+        }),
+    })
 }

@@ -538,6 +538,10 @@ pub fn report_result(
         db::set_health(tx, &row)?;
         Ok((row, now))
     })?;
+    if !req.success {
+        let stats = &ctx.state.pool_stats;
+        stats.record(row.pool_id, crate::stats::Event::Failure, now);
+    }
     Ok(ReportSessionResultResponse {
         session: Some(session_pb(&row, now)),
     })

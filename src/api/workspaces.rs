@@ -90,6 +90,7 @@ pub fn list(ctx: &mut Ctx, req: ListWorkspacesRequest) -> Result<ListWorkspacesR
     Ok(ListWorkspacesResponse {
         workspaces: rows.iter().map(workspace_pb).collect(),
         next_cursor,
+        caller_role: ctx.principal.role as i32,
     })
 }
 

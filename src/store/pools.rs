@@ -53,6 +53,39 @@ pub fn list(
     PoolRow::keyset(c, "workspace_id = ?1", ws, cursor, size)
 }
 
+/// A pool's live sessions by state (see GetPoolStats in the proto): each
+/// in the first of disabled, cooling down, unhealthy, healthy that applies.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SessionStates {
+    pub healthy: i64,
+    pub unhealthy: i64,
+    pub cooling_down: i64,
+    pub disabled: i64,
+}
+
+pub fn session_states(c: &Connection, id: PoolId, now: i64) -> Result<SessionStates> {
+    let mut st = c.prepare_cached(
+        "SELECT \
+           coalesce(sum(enabled = 0), 0), \
+           coalesce(sum(enabled = 1 AND unhealthy_until > ?2), 0), \
+           coalesce(sum(enabled = 1 AND coalesce(unhealthy_until <= ?2, 1) \
+                        AND consecutive_failures > 0), 0), \
+           count(*) \
+         FROM sessions INDEXED BY sessions_live_by_pool \
+         WHERE pool_id = ?1 AND deleted_at IS NULL",
+    )?;
+    let (disabled, cooling_down, unhealthy, all): (i64, i64, i64, i64) = st
+        .query_row(params![id, now], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    Ok(SessionStates {
+        healthy: all - disabled - cooling_down - unhealthy,
+        unhealthy,
+        cooling_down,
+        disabled,
+    })
+}
+
 pub fn has_live_sessions(c: &Connection, id: PoolId) -> Result<bool> {
     Ok(c.prepare_cached(
         "SELECT 1 FROM sessions WHERE pool_id = ?1 AND deleted_at IS NULL LIMIT 1",

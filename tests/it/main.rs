@@ -20,6 +20,7 @@ mod assignments;
 mod cli_and_revocation;
 mod codecs;
 mod config;
+mod dashboard;
 mod disk;
 mod edge;
 mod errors;
