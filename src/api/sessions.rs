@@ -416,8 +416,17 @@ pub fn batch_get(ctx: &mut Ctx, req: BatchGetSessionsRequest) -> Result<BatchGet
 pub fn list(ctx: &mut Ctx, req: ListSessionsRequest) -> Result<ListSessionsResponse> {
     let ws = ctx.ws()?;
     let pool = PoolId::parse_optional(&req.pool_id)?;
-    let list = crate::cursor::List::new("ListSessions", Some(ws))
+    let state = state_filter(req.state)?;
+    // Validated above: one of the enum's five small values.
+    let state_byte = [req.state.to_le_bytes()[0]];
+    let mut list = crate::cursor::List::new("ListSessions", Some(ws))
         .filter("pool_id", pool.as_ref().map(|p| &p.0[..]));
+    // Bound only when set, so cursors made before the filter existed stay
+    // valid.
+    if state.is_some() {
+        list = list.filter("state", Some(&state_byte[..]));
+    }
+    let now = crate::store::now_ms();
     let (ids, next_cursor) =
         list_page(ctx, &list, req.page_size, &req.cursor, |tx, after, size| {
             if let Some(p) = pool {
@@ -425,12 +434,27 @@ pub fn list(ctx: &mut Ctx, req: ListSessionsRequest) -> Result<ListSessionsRespo
             } else {
                 workspace_exists(tx, ws)?;
             }
-            db::list_ids(tx, ws, pool, after, size)
+            db::list_ids(tx, ws, pool, state.map(|s| (s, now)), after, size)
         })?;
     Ok(ListSessionsResponse {
         session_ids: ids.iter().map(|s| s.to_vec()).collect(),
         next_cursor,
     })
+}
+
+/// ListSessions' `state`: None for UNSPECIFIED (every live session).
+fn state_filter(v: i32) -> Result<Option<db::State>> {
+    use crate::pb::v1::SessionState as S;
+    match S::try_from(v) {
+        Ok(S::Unspecified) => Ok(None),
+        Ok(S::Healthy) => Ok(Some(db::State::Healthy)),
+        Ok(S::Unhealthy) => Ok(Some(db::State::Unhealthy)),
+        Ok(S::CoolingDown) => Ok(Some(db::State::CoolingDown)),
+        Ok(S::Disabled) => Ok(Some(db::State::Disabled)),
+        Err(_) => Err(Error::invalid(format!(
+            "state {v} is not a SessionState; use SESSION_STATE_HEALTHY, _UNHEALTHY, _COOLING_DOWN or _DISABLED."
+        ))),
+    }
 }
 
 pub fn update(ctx: &mut Ctx, req: UpdateSessionRequest) -> Result<UpdateSessionResponse> {

@@ -144,28 +144,64 @@ pub fn get_any(c: &Connection, id: SessionId) -> Result<Option<SessionRow>> {
 }
 
 /// Ids of live sessions, of one pool or the whole workspace.
+/// A live session's state, as `pools::session_states` counts them: the
+/// first of disabled, cooling down, unhealthy, healthy that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Healthy,
+    Unhealthy,
+    CoolingDown,
+    Disabled,
+}
+
+impl State {
+    /// The SQL condition, `?4` being now (ms); every one names `?4`, so the
+    /// statement always takes the same four parameters.
+    fn condition(self) -> &'static str {
+        match self {
+            State::Disabled => "enabled = 0 AND ?4 IS NOT NULL",
+            State::CoolingDown => "enabled = 1 AND unhealthy_until > ?4",
+            State::Unhealthy => {
+                "enabled = 1 AND coalesce(unhealthy_until <= ?4, 1) AND consecutive_failures > 0"
+            }
+            State::Healthy => {
+                "enabled = 1 AND coalesce(unhealthy_until <= ?4, 1) AND consecutive_failures = 0"
+            }
+        }
+    }
+}
+
+/// Ids of live sessions of a pool (or of the workspace), in id order, in
+/// `state` (at `now`) when one is given.
 pub fn list_ids(
     c: &Connection,
     ws: WorkspaceId,
     pool: Option<PoolId>,
+    state: Option<(State, i64)>,
     cursor: Option<[u8; 16]>,
     size: usize,
 ) -> Result<Page<SessionId>> {
     let lim = size as i64 + 1;
-    let rows = match pool {
-        Some(p) => c
-            .prepare_cached(
-                "SELECT id FROM sessions WHERE pool_id = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
-            )?
-            .query_map(params![p, after(cursor), lim], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<SessionId>>>()?,
-        None => c
-            .prepare_cached(
-                "SELECT id FROM sessions WHERE workspace_id = ?1 AND deleted_at IS NULL AND id > ?2 ORDER BY id LIMIT ?3",
-            )?
-            .query_map(params![ws, after(cursor), lim], |r| r.get(0))?
-            .collect::<rusqlite::Result<Vec<SessionId>>>()?,
+    let scope = match pool {
+        Some(_) => "pool_id = ?1",
+        None => "workspace_id = ?1",
     };
+    let (cond, now) = match state {
+        Some((st, now)) => (st.condition(), now),
+        None => ("?4 IS NOT NULL", 0),
+    };
+    let sql = format!(
+        "SELECT id FROM sessions WHERE {scope} AND deleted_at IS NULL AND {cond} \
+         AND id > ?2 ORDER BY id LIMIT ?3"
+    );
+    let key: [u8; 16] = match pool {
+        Some(p) => p.0,
+        None => ws.0,
+    };
+    let rows = c
+        .prepare_cached(&sql)?
+        .query_map(params![&key[..], after(cursor), lim, now], |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<SessionId>>>()?;
     Ok(page(rows, size, |s| s.0))
 }
 

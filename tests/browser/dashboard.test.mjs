@@ -202,12 +202,12 @@ test('the state filter shows the sessions in that state', async () => {
   await page.locator('#sessions-table tbody tr').first().waitFor();
   assert.equal(await rows(page).count(), 4);
   await page.selectOption('#state-filter', 'cooling down');
-  await page.locator('text=looked at 4 sessions').waitFor();
+  await page.locator('text=Page 1 · cooling down').waitFor();
   assert.equal(await rows(page).count(), 1);
   assert.match(await rows(page).first().innerText(), /cooling down/);
   // Disabling from the table is a real UpdateSession.
   await page.selectOption('#state-filter', 'healthy');
-  await page.locator('text=looked at 4 sessions').waitFor();
+  await page.locator('text=Page 1 · healthy').waitFor();
   await rows(page).first().locator('text=Disable').click();
   await page.locator('#status .msg.ok').waitFor();
   const ids = (await rpc('BatchGetSessions', { workspaceId: seed.ws, sessionIds: seed.smallSessions })).sessions;

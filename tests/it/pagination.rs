@@ -672,3 +672,112 @@ fn list_filters_naming_unknown_things_are_not_found() {
         r.assert_error(404, "not_found");
     }
 }
+
+/// ListSessions' `state` filter: each live session in exactly one state
+/// (as GetPoolStats counts them), paged with the filter bound into the
+/// cursor; an unknown state is refused naming the field.
+#[test]
+fn list_sessions_filters_by_state_and_the_cursor_keeps_the_filter() {
+    let srv = Server::start();
+    let ws = Ws::new(&srv, "OWNER");
+    let provider = id_of(&ws.provider("GENERIC", json!({})));
+    let pool = ws.pool(json!({}));
+    let ids: Vec<String> = (0..8)
+        .map(|i| {
+            id_of(&ws.session(
+                &pool,
+                &provider,
+                json!({ "scheme": "http", "host": "10.0.0.9", "port": 9000 + i, "token": format!("s{i}") }),
+            ))
+        })
+        .collect();
+    let report = |id: &str, n: usize| {
+        for _ in 0..n {
+            ws.ok(
+                "ReportSessionResult",
+                json!({ "sessionId": id, "success": false }),
+            );
+        }
+    };
+    // 0, 1: disabled (1 also failing: disabled comes first); 2, 3: cooling
+    // down (the default threshold of 3 failures); 4: unhealthy (1 failure);
+    // 5, 6, 7: healthy; 8 more deleted sessions never show.
+    for id in &ids[0..2] {
+        ws.ok(
+            "UpdateSession",
+            json!({ "sessionId": id, "enabled": false }),
+        );
+    }
+    report(&ids[1], 3);
+    report(&ids[2], 3);
+    report(&ids[3], 4);
+    report(&ids[4], 1);
+    let gone = id_of(&ws.session(
+        &pool,
+        &provider,
+        json!({ "scheme": "http", "host": "10.0.0.9", "port": 9100, "token": "gone" }),
+    ));
+    ws.ok("DeleteSession", json!({ "sessionId": gone }));
+
+    let list = |state: &str| {
+        let mut out = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let r = ws.call(
+                "ListSessions",
+                json!({ "poolId": pool, "state": state, "pageSize": 1, "cursor": cursor }),
+            );
+            assert_eq!(r.status, 200, "{} {}", r.text(), srv.stderr());
+            let r = r.json;
+            for id in r["sessionIds"].as_array().cloned().unwrap_or_default() {
+                out.push(id.as_str().unwrap().to_owned());
+            }
+            cursor = r["nextCursor"].as_str().unwrap_or("").to_owned();
+            if cursor.is_empty() {
+                let mut sorted = out.clone();
+                sorted.sort();
+                return sorted;
+            }
+        }
+    };
+    let set = |idx: &[usize]| {
+        let mut v: Vec<String> = idx.iter().map(|&i| ids[i].clone()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(list("SESSION_STATE_DISABLED"), set(&[0, 1]));
+    assert_eq!(list("SESSION_STATE_COOLING_DOWN"), set(&[2, 3]));
+    assert_eq!(list("SESSION_STATE_UNHEALTHY"), set(&[4]));
+    assert_eq!(list("SESSION_STATE_HEALTHY"), set(&[5, 6, 7]));
+    assert_eq!(
+        list("SESSION_STATE_UNSPECIFIED"),
+        set(&[0, 1, 2, 3, 4, 5, 6, 7])
+    );
+    // The same counts as GetPoolStats.
+    let stats = ws.ok("GetPoolStats", json!({ "poolId": pool }));
+    let counts = &stats["sessions"];
+    assert_eq!(counts["disabled"], "2", "{stats}");
+    assert_eq!(counts["coolingDown"], "2", "{stats}");
+    assert_eq!(counts["unhealthy"], "1", "{stats}");
+    assert_eq!(counts["healthy"], "3", "{stats}");
+
+    // A cursor made for one state does not page another.
+    let first = ws.ok(
+        "ListSessions",
+        json!({ "poolId": pool, "state": "SESSION_STATE_HEALTHY", "pageSize": 1 }),
+    );
+    let cursor = first["nextCursor"].as_str().unwrap().to_owned();
+    ws.call(
+        "ListSessions",
+        json!({ "poolId": pool, "state": "SESSION_STATE_DISABLED", "pageSize": 1, "cursor": cursor }),
+    )
+    .assert_error(400, "invalid_argument");
+    ws.call(
+        "ListSessions",
+        json!({ "poolId": pool, "pageSize": 1, "cursor": cursor }),
+    )
+    .assert_error(400, "invalid_argument");
+    let bad = ws.call("ListSessions", json!({ "poolId": pool, "state": 9 }));
+    bad.assert_error(400, "invalid_argument");
+    assert!(bad.text().contains("state"), "{}", bad.text());
+}
