@@ -27,6 +27,7 @@ mod rpc;
 mod scope;
 mod server;
 mod store;
+mod vendor;
 
 use std::collections::BTreeMap;
 use std::io::Write;

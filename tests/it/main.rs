@@ -35,6 +35,7 @@ mod rotation;
 mod seeds;
 mod shutdown;
 mod startup;
+mod sync;
 mod tenancy;
 mod upgrade;
 mod validation;
