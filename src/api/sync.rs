@@ -4,14 +4,17 @@
 //! assignments, concurrency, errors) are written in the proto.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::Keyring;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, State};
 use crate::error::{Code, Error, Result};
 use crate::ids::{PoolId, ProviderId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
@@ -151,9 +154,25 @@ pub fn sync(ctx: &mut Ctx, req: SyncProviderRequest) -> Result<SyncProviderRespo
         .map_err(|_| Error::invalid("pool_id must be a 16-byte id (base64 in JSON)."))?;
     let keys = &ctx.state.keys;
     let plan = ctx.read(|tx| plan(tx, keys, ws, id, pool))?;
+    let last = execute(ctx.state, ctx.conn, ctx.deadline, ws, &plan)?;
+    Ok(SyncProviderResponse {
+        result: Some(result_pb(&last)),
+    })
+}
+
+/// Fetches and reconciles one planned sync; the result (or the error) is
+/// recorded on the provider.
+fn execute(
+    state: &State,
+    conn: &mut Connection,
+    deadline: Option<Instant>,
+    ws: WorkspaceId,
+    plan: &Plan,
+) -> Result<LastSync> {
+    let id = plan.provider.id;
     let _running = Running::claim(id)?;
     let started_at = store::now_ms();
-    let limits = Limits::new(Duration::from_secs(ctx.state.config.vendor_timeout_seconds));
+    let limits = Limits::new(Duration::from_secs(state.config.vendor_timeout_seconds));
     let base = plan
         .provider
         .api_base_url
@@ -162,9 +181,9 @@ pub fn sync(ctx: &mut Ctx, req: SyncProviderRequest) -> Result<SyncProviderRespo
     let fetched = vendor::webshare::list(&Client::new(limits), &base, &plan.api_key)
         .map_err(|e| vendor_error(&plan.provider, e))
         .and_then(|list| checked(&list).map(|()| list));
-    let keys = &ctx.state.keys;
-    let outcome = match fetched {
-        Ok(list) => ctx.write(|tx| {
+    let keys = &state.keys;
+    let outcome = fetched.and_then(|list| {
+        store::write(conn, deadline, |tx| {
             let counts = reconcile(tx, keys, ws, plan.pool, id, &list)?;
             let last = LastSync {
                 started_at,
@@ -174,15 +193,12 @@ pub fn sync(ctx: &mut Ctx, req: SyncProviderRequest) -> Result<SyncProviderRespo
             };
             record(tx, id, &last)?;
             Ok(last)
-        }),
-        Err(e) => Err(e),
-    };
+        })
+    });
     match outcome {
         Ok(last) => {
             crate::info!("sync of provider {}: {:?}", id.to_base64(), last.counts);
-            Ok(SyncProviderResponse {
-                result: Some(result_pb(&last)),
-            })
+            Ok(last)
         }
         Err(e) => {
             let last = LastSync {
@@ -193,12 +209,75 @@ pub fn sync(ctx: &mut Ctx, req: SyncProviderRequest) -> Result<SyncProviderRespo
             };
             crate::warn!("sync of provider {} failed: {}", id.to_base64(), e.message);
             // The failure is recorded; a failure to record it is logged.
-            if let Err(r) = ctx.write(|tx| record(tx, id, &last)) {
+            if let Err(r) = store::write(conn, None, |tx| record(tx, id, &last)) {
                 crate::warn!("cannot record the failed sync: {}", r.message);
             }
             Err(e)
         }
     }
+}
+
+/// How often the schedule thread looks for providers due a sync.
+const TICK: Duration = Duration::from_secs(2);
+
+/// Starts the thread that runs scheduled syncs (`sync.interval_seconds`):
+/// a provider is due when it never synced or its last sync started at
+/// least the interval ago (a failed one too: the interval is the retry
+/// pace). Syncs run one after another; the thread returns once the
+/// server is shutting down.
+pub fn spawn(state: Arc<State>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("provider-sync".into())
+        .spawn(move || {
+            while !state.shutting_down.load(Ordering::SeqCst) {
+                if let Err(e) = scheduled_pass(&state) {
+                    crate::warn!(
+                        "scheduled provider sync: {}",
+                        e.cause.as_deref().unwrap_or(&e.message)
+                    );
+                }
+                // In short steps, so a shutdown is not held up.
+                let t = Instant::now();
+                while t.elapsed() < TICK && !state.shutting_down.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        })
+}
+
+fn scheduled_pass(state: &State) -> Result<()> {
+    let mut conn = state.db.get().map_err(Error::internal)?;
+    let now = store::now_ms();
+    let due: Vec<ProviderRow> = store::read(&mut conn, providers_db::scheduled)?
+        .into_iter()
+        .filter(|p| {
+            let last = p
+                .last_sync
+                .as_deref()
+                .and_then(|j| serde_json::from_str::<LastSync>(j).ok());
+            last.is_none_or(|l| l.started_at + i64::from(p.sync_interval_seconds) * 1000 <= now)
+        })
+        .collect();
+    for p in due {
+        if state.shutting_down.load(Ordering::SeqCst) {
+            break;
+        }
+        let ws = p.workspace_id;
+        let planned = store::read(&mut conn, |tx| plan(tx, &state.keys, ws, p.id, None));
+        // Errors are recorded on the provider and logged by `execute`;
+        // a provider that cannot even be planned is logged here.
+        match planned {
+            Ok(plan) => {
+                execute(state, &mut conn, None, ws, &plan).ok();
+            }
+            Err(e) => crate::warn!(
+                "scheduled sync of provider {}: {}",
+                p.id.to_base64(),
+                e.message
+            ),
+        }
+    }
+    Ok(())
 }
 
 fn record(tx: &Connection, id: ProviderId, last: &LastSync) -> Result<()> {

@@ -242,3 +242,13 @@ pub fn set_last_sync(c: &Connection, id: ProviderId, json: &str) -> Result<()> {
         .execute(params![id, json])?;
     Ok(())
 }
+
+/// Live, enabled providers with a sync schedule and pool.
+pub fn scheduled(c: &Connection) -> Result<Vec<ProviderRow>> {
+    Ok(ProviderRow::all(
+        c,
+        "WHERE deleted_at IS NULL AND enabled = 1 AND sync_interval_seconds > 0 \
+         AND sync_pool_id IS NOT NULL",
+        [],
+    )?)
+}

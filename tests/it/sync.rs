@@ -450,3 +450,36 @@ fn sync_under_resolve_load_moves_assignments_off_removed_proxies_without_errors(
         assert!(proxy.to_string().contains("10.0."), "{proxy}");
     }
 }
+
+#[test]
+fn a_provider_with_a_schedule_is_synced_by_the_server_itself() {
+    let srv = Server::start();
+    let fake = Fake::start(5);
+    let ws = Ws::new(&srv, "OWNER");
+    let pool = ws.pool(json!({}));
+    let prov = id_of(&ws.provider(
+        "WEBSHARE",
+        json!({
+            "credentials": { "apiKey": KEY },
+            "apiBaseUrl": fake.url,
+            "sync": { "poolId": pool, "intervalSeconds": 60 },
+        }),
+    ));
+    // Never synced: due at once (the schedule thread looks every 2 s).
+    let mut last = Value::Null;
+    for _ in 0..150 {
+        last = ws.ok("GetProvider", json!({ "providerId": prov }))["provider"]["lastSync"].clone();
+        if !last.is_null() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(counts(&last), [5, 0, 0, 0, 0], "{last}");
+    assert_eq!(sessions(&ws, &pool).len(), 5);
+    let r = ws.call(
+        "UpdateProvider",
+        json!({ "providerId": prov, "sync": { "poolId": pool, "intervalSeconds": 5 } }),
+    );
+    r.assert_error(400, "invalid_argument");
+    assert!(r.text().contains("sync.interval_seconds"), "{}", r.text());
+}
