@@ -270,11 +270,22 @@ fn scheduled_pass(state: &State) -> Result<()> {
             Ok(plan) => {
                 execute(state, &mut conn, None, ws, &plan).ok();
             }
-            Err(e) => crate::warn!(
-                "scheduled sync of provider {}: {}",
-                p.id.to_base64(),
-                e.message
-            ),
+            Err(e) => {
+                // Recorded like a failed sync, so the provider waits its
+                // interval before the next try instead of every tick.
+                crate::warn!(
+                    "scheduled sync of provider {}: {}",
+                    p.id.to_base64(),
+                    e.message
+                );
+                let last = LastSync {
+                    started_at: now,
+                    finished_at: store::now_ms(),
+                    counts: Counts::default(),
+                    error: e.message,
+                };
+                store::write(&mut conn, None, |tx| record(tx, p.id, &last))?;
+            }
         }
     }
     Ok(())

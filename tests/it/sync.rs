@@ -476,6 +476,22 @@ fn a_provider_with_a_schedule_is_synced_by_the_server_itself() {
     }
     assert_eq!(counts(&last), [5, 0, 0, 0, 0], "{last}");
     assert_eq!(sessions(&ws, &pool).len(), 5);
+    // A scheduled provider that cannot sync records why (and waits its
+    // interval rather than retrying at every tick).
+    let pl = id_of(&ws.provider(
+        "PROXYLINE",
+        json!({ "credentials": { "apiKey": KEY }, "sync": { "poolId": pool, "intervalSeconds": 60 } }),
+    ));
+    let mut err = String::new();
+    for _ in 0..150 {
+        let p = ws.ok("GetProvider", json!({ "providerId": pl }))["provider"].clone();
+        err = p["lastSync"]["error"].as_str().unwrap_or("").to_string();
+        if !err.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(err.contains("PROVIDER_TYPE_PROXYLINE"), "{err}");
     let r = ws.call(
         "UpdateProvider",
         json!({ "providerId": prov, "sync": { "poolId": pool, "intervalSeconds": 5 } }),
