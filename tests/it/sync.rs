@@ -499,3 +499,25 @@ fn a_provider_with_a_schedule_is_synced_by_the_server_itself() {
     r.assert_error(400, "invalid_argument");
     assert!(r.text().contains("sync.interval_seconds"), "{}", r.text());
 }
+
+#[test]
+fn a_second_sync_of_the_same_provider_while_one_runs_is_aborted() {
+    let srv = Server::start();
+    let fake = Fake::start(3);
+    let (ws, prov, _pool) = setup(&srv, &fake);
+    // The first sync's page is held back until the second call is answered.
+    fake.with(|g| g.delay = Duration::from_millis(1500));
+    std::thread::scope(|sc| {
+        let first = sc.spawn(|| ws.call("SyncProvider", json!({ "providerId": prov })));
+        // Wait until the fake has the first sync's request.
+        while fake.with(|g| g.requests) == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let r = ws.call("SyncProvider", json!({ "providerId": prov }));
+        r.assert_error(409, "aborted");
+        assert!(r.text().contains("already running"), "{}", r.text());
+        let r = first.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(counts(&r.json["result"]), [3, 0, 0, 0, 0]);
+    });
+}
