@@ -112,6 +112,12 @@ fn plan(
             "SyncProvider supports PROVIDER_TYPE_WEBSHARE providers; this one is {name}, which has no vendor API proxyplane can read."
         )));
     }
+    if !p.enabled {
+        return Err(Error::precondition(format!(
+            "Provider {:?} is disabled, so it takes no new sessions; enable it before syncing.",
+            p.name
+        )));
+    }
     let pool = pool.or(p.sync_pool_id).ok_or_else(|| {
         Error::invalid("pool_id is required: the provider has no sync.pool_id to default to.")
     })?;

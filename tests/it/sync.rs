@@ -352,7 +352,7 @@ fn vendor_faults_are_clear_errors_that_change_nothing_and_never_show_the_key() {
 }
 
 #[test]
-fn a_generic_provider_and_a_missing_pool_are_refused_by_name() {
+fn a_generic_or_disabled_provider_and_a_missing_pool_are_refused_by_name() {
     let srv = Server::start();
     let fake = Fake::start(1);
     let (ws, _prov, _pool) = setup(&srv, &fake);
@@ -377,6 +377,17 @@ fn a_generic_provider_and_a_missing_pool_are_refused_by_name() {
     );
     r.assert_error(400, "invalid_argument");
     assert!(r.text().contains("api_base_url"), "{}", r.text());
+    // A disabled provider takes no new sessions, so it is not synced.
+    ws2.ok(
+        "UpdateProvider",
+        json!({ "providerId": p, "enabled": false }),
+    );
+    let r = ws2.call(
+        "SyncProvider",
+        json!({ "providerId": p, "poolId": ws2.pool(json!({})) }),
+    );
+    r.assert_error(400, "failed_precondition");
+    assert!(r.text().contains("disabled"), "{}", r.text());
 }
 
 #[test]
