@@ -59,7 +59,10 @@ CREATE TABLE providers (
     created_at           INTEGER NOT NULL,
     updated_at           INTEGER NOT NULL,
     deleted_at           INTEGER    -- disconnected; credentials wiped
+, sync_interval_seconds INTEGER NOT NULL DEFAULT 0, sync_pool_id BLOB, api_base_url TEXT, last_sync TEXT
 ) WITHOUT ROWID;
+-- The last line of providers is 0005_provider_sync, spliced in as SQLite
+-- adds columns; last_sync holds the last SyncResult as JSON.
 CREATE UNIQUE INDEX providers_one_live_per_type ON providers(workspace_id, type) WHERE deleted_at IS NULL;
 CREATE INDEX providers_by_workspace ON providers(workspace_id, id) WHERE deleted_at IS NULL;
 

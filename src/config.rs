@@ -23,6 +23,8 @@ pub struct Config {
     /// 0: sized at start-up from the open-file limit (`server::run`).
     pub max_connections: usize,
     pub header_read_timeout_seconds: u64,
+    /// One request to a vendor API (SyncProvider), connect to last byte.
+    pub vendor_timeout_seconds: u64,
     pub body_read_timeout_seconds: u64,
     pub idle_timeout_seconds: u64,
     pub shutdown_timeout_seconds: u64,
@@ -82,6 +84,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("max_header_bytes", "16384"),
     ("max_connections", "0"),
     ("header_read_timeout_seconds", "10"),
+    ("vendor_timeout_seconds", "30"),
     ("body_read_timeout_seconds", "30"),
     ("idle_timeout_seconds", "60"),
     ("shutdown_timeout_seconds", "30"),
@@ -299,6 +302,7 @@ impl Values {
             max_header_bytes: self.uint("max_header_bytes", 8192, 1 << 20)? as usize,
             max_connections: self.uint("max_connections", 0, 1_000_000)? as usize,
             header_read_timeout_seconds: self.uint("header_read_timeout_seconds", 1, 3600)?,
+            vendor_timeout_seconds: self.uint("vendor_timeout_seconds", 1, 600)?,
             body_read_timeout_seconds: self.uint("body_read_timeout_seconds", 1, 3600)?,
             idle_timeout_seconds: self.uint("idle_timeout_seconds", 1, 86_400)?,
             shutdown_timeout_seconds: self.uint("shutdown_timeout_seconds", 0, 3600)?,

@@ -29,6 +29,7 @@ mod scope;
 mod server;
 mod stats;
 mod store;
+mod vendor;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -268,6 +269,7 @@ struct Background {
     flusher: std::thread::JoinHandle<()>,
     stop_flusher: std::sync::mpsc::Sender<()>,
     rotations: std::thread::JoinHandle<()>,
+    syncs: std::thread::JoinHandle<()>,
 }
 
 impl Background {
@@ -288,10 +290,13 @@ impl Background {
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         let rotations = api::key_rotation::spawn(state.clone())
             .map_err(|e| format!("cannot start the key rotation thread: {e}"))?;
+        let syncs = api::sync::spawn(state.clone())
+            .map_err(|e| format!("cannot start the provider sync thread: {e}"))?;
         Ok(Background {
             flusher,
             stop_flusher,
             rotations,
+            syncs,
         })
     }
 
@@ -302,6 +307,9 @@ impl Background {
         api::key_rotation::wake();
         if self.rotations.join().is_err() {
             warn!("the key rotation thread stopped with a panic");
+        }
+        if self.syncs.join().is_err() {
+            warn!("the provider sync thread stopped with a panic");
         }
         drop(self.stop_flusher);
         if self.flusher.join().is_err() {

@@ -76,6 +76,7 @@ methods! {
     ListProviders => Read, R, api::providers::list;
     UpdateProvider => Owner, W, api::providers::update;
     DisconnectProvider => Owner, W, api::providers::disconnect;
+    SyncProvider => Edit, W, api::sync::sync;
     CreatePool => Edit, W, api::pools::create;
     GetPool => Read, R, api::pools::get;
     ListPools => Read, R, api::pools::list;

@@ -43,6 +43,7 @@ workspace_scoped!(
     ListProvidersRequest,
     UpdateProviderRequest,
     DisconnectProviderRequest,
+    SyncProviderRequest,
     CreatePoolRequest,
     GetPoolRequest,
     ListPoolsRequest,

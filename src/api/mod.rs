@@ -7,6 +7,7 @@ pub mod key_rotation;
 pub mod pools;
 pub mod providers;
 pub mod sessions;
+pub mod sync;
 pub mod workspaces;
 
 use rusqlite::Connection;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::Keyring;
 use crate::ctx::Ctx;
 use crate::error::{Error, Result};
-use crate::ids::{ProviderId, WorkspaceId};
+use crate::ids::{PoolId, ProviderId, WorkspaceId};
 use crate::pb::v1::*;
 use crate::pb::Timestamp;
 use crate::store::providers::{self as db, Gateway as GatewayRow, ProviderRow};
@@ -40,6 +40,49 @@ pub fn provider_pb(p: &ProviderRow) -> Provider {
         version: p.version,
         created_at: Some(Timestamp::from_millis(p.created_at)),
         updated_at: Some(Timestamp::from_millis(p.updated_at)),
+        sync: (p.sync_interval_seconds != 0 || p.sync_pool_id.is_some()).then(|| ProviderSync {
+            interval_seconds: p.sync_interval_seconds,
+            pool_id: p.sync_pool_id.map(|id| id.to_vec()).unwrap_or_default(),
+        }),
+        last_sync: p.last_sync.as_deref().and_then(super::sync::last_sync_pb),
+        api_base_url: p.api_base_url.clone().unwrap_or_default(),
+    }
+}
+
+/// A checked `sync`: the interval and the pool, which must be a pool of
+/// the workspace.
+fn check_sync(tx: &Connection, ws: WorkspaceId, s: &ProviderSync) -> Result<(i32, Option<PoolId>)> {
+    let i = s.interval_seconds;
+    if i != 0 && !(60..=604_800).contains(&i) {
+        return Err(Error::invalid(
+            "sync.interval_seconds must be 0 (off) or 60..604800.",
+        ));
+    }
+    if s.pool_id.is_empty() {
+        return Ok((i, None));
+    }
+    let pool = PoolId::parse_named(&s.pool_id, "sync.pool_id")?;
+    if store::pools::get(tx, ws, pool)?.is_none() {
+        return Err(Error::not_found("pool (sync.pool_id)"));
+    }
+    Ok((i, Some(pool)))
+}
+
+/// An http(s) URL without spaces or control characters; empty = None.
+fn check_base_url(u: &str) -> Result<Option<String>> {
+    if u.is_empty() {
+        return Ok(None);
+    }
+    let ok = (u.starts_with("https://") || u.starts_with("http://"))
+        && u.len() <= 2000
+        && u.len() > "https://".len()
+        && !u.chars().any(|c| c.is_control() || c.is_whitespace());
+    if ok {
+        Ok(Some(u.to_string()))
+    } else {
+        Err(Error::invalid(
+            "api_base_url must be an http:// or https:// URL of at most 2000 characters.",
+        ))
     }
 }
 
@@ -164,9 +207,14 @@ pub fn connect(ctx: &mut Ctx, req: ConnectProviderRequest) -> Result<ConnectProv
         check_credentials(c)?;
     }
     let gw = gateway(req.r#type, req.gateway.as_ref())?;
+    let api_base_url = check_base_url(&req.api_base_url)?;
     let keys = &ctx.state.keys;
     let row = ctx.write(|tx| {
         workspace_exists(tx, ws)?;
+        let (sync_interval_seconds, sync_pool_id) = match &req.sync {
+            Some(s) => check_sync(tx, ws, s)?,
+            None => (0, None),
+        };
         if db::type_taken(tx, ws, req.r#type)? {
             let name = ProviderType::try_from(req.r#type).map_or("", |t| t.as_str_name());
             return Err(Error::exists(format!(
@@ -189,6 +237,10 @@ pub fn connect(ctx: &mut Ctx, req: ConnectProviderRequest) -> Result<ConnectProv
             version: 1,
             created_at: now,
             updated_at: now,
+            sync_interval_seconds,
+            sync_pool_id,
+            api_base_url,
+            last_sync: None,
         };
         db::insert(tx, &row)?;
         Ok(row)
@@ -230,11 +282,23 @@ pub fn update(ctx: &mut Ctx, req: UpdateProviderRequest) -> Result<UpdateProvide
     if let Some(c) = &req.credentials {
         check_credentials(c)?;
     }
+    let api_base_url = req
+        .api_base_url
+        .as_deref()
+        .map(check_base_url)
+        .transpose()?;
     let keys = &ctx.state.keys;
     let row = ctx.write(|tx| {
         let mut row = found(db::get(tx, ws, id)?, "provider")?;
+
         store::check_version(req.expected_version, row.version)?;
         let mut changed = set(&mut row.name, req.name.clone());
+        changed |= set(&mut row.api_base_url, api_base_url.clone());
+        if let Some(s) = &req.sync {
+            let (interval, pool) = check_sync(tx, ws, s)?;
+            changed |= set(&mut row.sync_interval_seconds, Some(interval));
+            changed |= set(&mut row.sync_pool_id, Some(pool));
+        }
         changed |= set(&mut row.enabled, req.enabled);
         if let Some(g) = &req.gateway {
             changed |= set(&mut row.gateway, Some(gateway(row.ptype, Some(g))?));

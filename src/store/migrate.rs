@@ -31,6 +31,7 @@ pub const STEPS: &[Step] = &[
     step!(2, "0002_session_counts"),
     step!(3, "0003_auth_epoch"),
     step!(4, "0004_session_counts_by_call"),
+    step!(5, "0005_provider_sync"),
 ];
 
 /// The schema version of a database that has run every step.

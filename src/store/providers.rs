@@ -6,7 +6,7 @@ use rusqlite::types::{Null, ToSql, ToSqlOutput};
 use rusqlite::{params, Connection};
 
 use crate::error::Result;
-use crate::ids::{ProviderId, WorkspaceId};
+use crate::ids::{PoolId, ProviderId, WorkspaceId};
 
 use super::columns::{table, update_by_id, Group, Reader};
 use super::Page;
@@ -78,6 +78,12 @@ table! {
         pub version: i64,
         pub created_at: i64,
         pub updated_at: i64,
+        /// 0: no scheduled sync.
+        pub sync_interval_seconds: i32,
+        pub sync_pool_id: Option<PoolId>,
+        pub api_base_url: Option<String>,
+        /// JSON of the last SyncResult (`api::sync::LastSync`).
+        pub last_sync: Option<String>,
     }
     group {
         pub gateway: Option<Gateway> = [
@@ -112,6 +118,9 @@ pub fn update(c: &Connection, p: &ProviderRow) -> Result<()> {
             ("enabled", &p.enabled),
             ("credentials", &p.credentials),
             ("key_version", &p.key_version),
+            ("sync_interval_seconds", &p.sync_interval_seconds),
+            ("sync_pool_id", &p.sync_pool_id),
+            ("api_base_url", &p.api_base_url),
             ("version", &p.version),
             ("updated_at", &p.updated_at),
         ],
@@ -234,4 +243,22 @@ pub fn for_resolve(c: &Connection, id: ProviderId) -> Result<Option<Upstream>> {
         })
     })
     .optional()?)
+}
+
+/// Records a sync's result; not a change of the provider's settings, so
+/// `version` and `updated_at` stay.
+pub fn set_last_sync(c: &Connection, id: ProviderId, json: &str) -> Result<()> {
+    c.prepare_cached("UPDATE providers SET last_sync = ?2 WHERE id = ?1")?
+        .execute(params![id, json])?;
+    Ok(())
+}
+
+/// Live, enabled providers with a sync schedule and pool.
+pub fn scheduled(c: &Connection) -> Result<Vec<ProviderRow>> {
+    Ok(ProviderRow::all(
+        c,
+        "WHERE deleted_at IS NULL AND enabled = 1 AND sync_interval_seconds > 0 \
+         AND sync_pool_id IS NOT NULL",
+        [],
+    )?)
 }

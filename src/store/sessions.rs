@@ -205,6 +205,20 @@ pub fn list_ids(
     Ok(page(rows, size, |s| s.0))
 }
 
+/// The live sessions a provider has in a pool (SyncProvider's side of
+/// the reconcile).
+pub fn live_of_provider(
+    c: &Connection,
+    pool: PoolId,
+    provider: ProviderId,
+) -> Result<Vec<SessionRow>> {
+    Ok(SessionRow::all(
+        c,
+        "WHERE pool_id = ?1 AND provider_id = ?2 AND deleted_at IS NULL",
+        params![pool, provider],
+    )?)
+}
+
 /// The live session holding a token in a pool.
 pub fn live_by_token(c: &Connection, pool: PoolId, token: &str) -> Result<Option<SessionId>> {
     Ok(c.prepare_cached(
@@ -481,6 +495,10 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             gateway: None,
+            sync_interval_seconds: 0,
+            sync_pool_id: None,
+            api_base_url: None,
+            last_sync: None,
         };
         providers::insert(tx, &p).unwrap();
         (ws, provider)

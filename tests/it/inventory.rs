@@ -809,6 +809,12 @@ fn role_matrix_for_provider_pool_and_session_methods() {
             OWNER,
             404,
         ),
+        (
+            "SyncProvider",
+            json!({ "providerId": random_id(), "poolId": random_id() }),
+            EDIT,
+            404,
+        ),
         ("CreatePool", json!({ "name": "another" }), EDIT, 200),
         ("GetPool", json!({ "poolId": pool }), READ, 200),
         ("ListPools", json!({}), READ, 200),

@@ -37,6 +37,7 @@ mod rotation;
 mod seeds;
 mod shutdown;
 mod startup;
+mod sync;
 mod tenancy;
 mod upgrade;
 mod validation;

@@ -125,6 +125,10 @@ fn an_upgraded_database_starts_with_the_right_counts() {
              DROP TRIGGER session_counts_update; DROP INDEX sessions_cooling;
              DROP TABLE session_counts; DROP TRIGGER auth_epoch_revoke;
              DROP TRIGGER auth_epoch_delete; DROP TABLE auth_epoch;
+             ALTER TABLE providers DROP COLUMN sync_interval_seconds;
+             ALTER TABLE providers DROP COLUMN sync_pool_id;
+             ALTER TABLE providers DROP COLUMN api_base_url;
+             ALTER TABLE providers DROP COLUMN last_sync;
              PRAGMA user_version = 1;",
         )
         .expect("make a v1 database");

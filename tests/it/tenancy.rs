@@ -71,7 +71,7 @@ fn every_method_refuses_another_workspace_and_leaks_none_of_it() {
     let mine = Ws::new(&srv, "OWNER");
     let them = theirs(&srv);
     let all = methods();
-    assert_eq!(all.len(), 35, "{all:?}");
+    assert_eq!(all.len(), 36, "{all:?}");
     for m in &all {
         // Naming their workspace: refused whatever else the body says.
         let mut body = them.body.clone();
@@ -121,6 +121,7 @@ fn naming_another_workspaces_resources_is_not_found() {
         "GetProvider",
         "UpdateProvider",
         "DisconnectProvider",
+        "SyncProvider",
         "GetPool",
         "UpdatePool",
         "DeletePool",

@@ -1,0 +1,7 @@
+-- Provider sync (issue 11): the schedule and default pool of SyncProvider,
+-- a per-provider vendor API base URL, and the last sync's result as JSON
+-- (counts, times, error; never credentials).
+ALTER TABLE providers ADD COLUMN sync_interval_seconds INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE providers ADD COLUMN sync_pool_id BLOB;
+ALTER TABLE providers ADD COLUMN api_base_url TEXT;
+ALTER TABLE providers ADD COLUMN last_sync TEXT;
