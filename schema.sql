@@ -102,7 +102,10 @@ CREATE TABLE sessions (
     created_at           INTEGER NOT NULL,
     updated_at           INTEGER NOT NULL,
     deleted_at           INTEGER    -- soft delete
+, expires_at INTEGER
 ) WITHOUT ROWID;
+-- expires_at (0005_provider_sync): the vendor's expiry in ms, spliced in as
+-- SQLite adds columns; the session is not handed out from then on.
 CREATE UNIQUE INDEX sessions_live_token ON sessions(pool_id, token) WHERE deleted_at IS NULL;
 CREATE INDEX sessions_live_by_workspace ON sessions(workspace_id, id) WHERE deleted_at IS NULL;
 CREATE INDEX sessions_live_by_pool ON sessions(pool_id, id) WHERE deleted_at IS NULL;

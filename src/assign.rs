@@ -16,7 +16,15 @@ pub struct SessionState {
     pub enabled: bool,
     pub deleted: bool,
     pub unhealthy_until: Option<i64>,
+    /// The vendor's expiry (ms), if any.
+    pub expires_at: Option<i64>,
     pub assignments: i64,
+}
+
+/// Not past the vendor's expiry: an expired session is handed out no more,
+/// from the moment it expires (not from the next sync).
+pub fn is_current(expires_at: Option<i64>, now: i64) -> bool {
+    expires_at.is_none_or(|e| e > now)
 }
 
 /// Healthy unless a cooldown is running; once it ends the session is
@@ -44,6 +52,7 @@ pub fn eligible(
 ) -> bool {
     !s.deleted
         && s.enabled
+        && is_current(s.expires_at, now)
         && is_healthy(s.unhealthy_until, now)
         && (max_per_session <= 0 || s.assignments < max_per_session as i64)
         && Some(s.id) != exclude
@@ -80,6 +89,7 @@ pub struct Binding {
     pub session_enabled: bool,
     pub session_deleted: bool,
     pub session_unhealthy_until: Option<i64>,
+    pub session_expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,8 +110,10 @@ pub fn judge(b: &Binding, p: &Policy, now: i64) -> Verdict {
     // A deleted or disabled session is never handed out, whatever the
     // policy: disabling is how an operator trims a pool (seed 001).
     // `on_unhealthy` governs only health, which is a guess from reports.
+    // An expired session is unusable the same way.
     let unusable = b.session_deleted
         || !b.session_enabled
+        || !is_current(b.session_expires_at, now)
         || (p.on_unhealthy && !is_healthy(b.session_unhealthy_until, now));
     if unusable {
         return if b.pinned {
@@ -182,6 +194,7 @@ mod tests {
             enabled: true,
             deleted: false,
             unhealthy_until: None,
+            expires_at: None,
             assignments,
         }
     }
@@ -216,6 +229,16 @@ mod tests {
             ..state(6, 0)
         };
         assert!(ok(&healed, 0, None), "half-open after cooldown");
+        let expired = SessionState {
+            expires_at: Some(now),
+            ..state(7, 0)
+        };
+        assert!(!ok(&expired, 0, None), "expired at its expiry");
+        let current = SessionState {
+            expires_at: Some(now + 1),
+            ..state(7, 0)
+        };
+        assert!(ok(&current, 0, None));
     }
 
     fn binding() -> Binding {
@@ -225,6 +248,7 @@ mod tests {
             session_enabled: true,
             session_deleted: false,
             session_unhealthy_until: None,
+            session_expires_at: None,
         }
     }
 
@@ -235,6 +259,17 @@ mod tests {
             on_unhealthy: true,
         };
         assert_eq!(judge(&binding(), &p, 59_999), Verdict::Keep);
+        let expiring = Binding {
+            session_expires_at: Some(50_000),
+            ..binding()
+        };
+        assert_eq!(judge(&expiring, &p, 49_999), Verdict::Keep);
+        assert_eq!(judge(&expiring, &p, 50_000), Verdict::MustMove);
+        let pinned = Binding {
+            pinned: true,
+            ..expiring
+        };
+        assert_eq!(judge(&pinned, &p, 50_000), Verdict::PinnedUnusable);
         assert_eq!(judge(&binding(), &p, 60_000), Verdict::MoveIfPossible);
         let pinned = Binding {
             pinned: true,

@@ -313,6 +313,7 @@ fn binding(a: &AssignmentRow, s: &SessionRow) -> Binding {
         session_enabled: s.enabled,
         session_deleted: s.deleted,
         session_unhealthy_until: s.unhealthy_until,
+        session_expires_at: s.expires_at,
     }
 }
 

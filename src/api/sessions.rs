@@ -44,6 +44,7 @@ pub fn session_pb(s: &SessionRow, now: i64) -> Session {
             unhealthy_until: ts(s.unhealthy_until),
         }),
         assignment_count: s.assignment_count,
+        expires_at: ts(s.expires_at),
     }
 }
 

@@ -106,10 +106,10 @@ fn plan(
     pool: Option<PoolId>,
 ) -> Result<Plan> {
     let p = found(providers_db::get(tx, ws, id)?, "provider")?;
-    if p.ptype != super::providers::WEBSHARE {
+    if Vendor::of(&p).is_none() {
         let name = ProviderType::try_from(p.ptype).map_or("this type", |t| t.as_str_name());
         return Err(Error::precondition(format!(
-            "SyncProvider supports PROVIDER_TYPE_WEBSHARE providers; this one is {name}, which has no vendor API proxyplane can read."
+            "SyncProvider supports PROVIDER_TYPE_WEBSHARE and PROVIDER_TYPE_PROXYLINE providers; this one is {name}, which has no vendor API proxyplane can read."
         )));
     }
     if !p.enabled {
@@ -139,16 +139,57 @@ fn plan(
     })
 }
 
-fn vendor_error(p: &ProviderRow, e: VendorError) -> Error {
+/// The vendors SyncProvider can read, by provider type.
+#[derive(Clone, Copy)]
+enum Vendor {
+    Webshare,
+    Proxyline,
+}
+
+impl Vendor {
+    fn of(p: &ProviderRow) -> Option<Vendor> {
+        match ProviderType::try_from(p.ptype) {
+            Ok(ProviderType::Webshare) => Some(Vendor::Webshare),
+            Ok(ProviderType::Proxyline) => Some(Vendor::Proxyline),
+            _ => None,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Vendor::Webshare => "Webshare",
+            Vendor::Proxyline => "Proxyline",
+        }
+    }
+    fn list(
+        self,
+        client: &Client,
+        base: Option<&str>,
+        key: &str,
+    ) -> Result<Vec<VendorProxy>, VendorError> {
+        match self {
+            Vendor::Webshare => {
+                vendor::webshare::list(client, base.unwrap_or(vendor::webshare::DEFAULT_BASE), key)
+            }
+            Vendor::Proxyline => vendor::proxyline::list(
+                client,
+                base.unwrap_or(vendor::proxyline::DEFAULT_BASE),
+                key,
+            ),
+        }
+    }
+}
+
+fn vendor_error(p: &ProviderRow, v: Vendor, e: VendorError) -> Error {
+    let vendor = v.name();
     match e {
         VendorError::Unauthorized => Error::precondition(format!(
-            "Webshare refused the API key of provider {:?} ({}); update its credentials.",
+            "{vendor} refused the API key of provider {:?} ({}); update its credentials.",
             p.name,
             p.id.to_base64()
         )),
-        VendorError::Unavailable(m) => Error::unavailable(format!("Webshare is unavailable: {m}.")),
+        VendorError::Unavailable(m) => Error::unavailable(format!("{vendor} is unavailable: {m}.")),
         VendorError::Malformed(m) => Error::unavailable(format!(
-            "Webshare sent an answer proxyplane cannot read: {m}."
+            "{vendor} sent an answer proxyplane cannot read: {m}."
         )),
     }
 }
@@ -179,14 +220,13 @@ fn execute(
     let _running = Running::claim(id)?;
     let started_at = store::now_ms();
     let limits = Limits::new(Duration::from_secs(state.config.vendor_timeout_seconds));
-    let base = plan
-        .provider
-        .api_base_url
-        .clone()
-        .unwrap_or_else(|| vendor::webshare::DEFAULT_BASE.into());
-    let fetched = vendor::webshare::list(&Client::new(limits), &base, &plan.api_key)
-        .map_err(|e| vendor_error(&plan.provider, e))
-        .and_then(|list| checked(&list).map(|()| list));
+    let vendor = Vendor::of(&plan.provider)
+        .ok_or_else(|| Error::internal("planned a sync of a provider without a vendor API"))?;
+    let base = plan.provider.api_base_url.as_deref();
+    let fetched = vendor
+        .list(&Client::new(limits), base, &plan.api_key)
+        .map_err(|e| vendor_error(&plan.provider, vendor, e))
+        .and_then(|list| checked(vendor, &list).map(|()| list));
     let keys = &state.keys;
     let outcome = fetched.and_then(|list| {
         store::write(conn, deadline, |tx| {
@@ -304,13 +344,14 @@ fn record(tx: &Connection, id: ProviderId, last: &LastSync) -> Result<()> {
 
 /// Every vendor proxy has a usable token, host and port; the first that
 /// has not fails the sync before anything changes.
-fn checked(list: &[VendorProxy]) -> Result<()> {
+fn checked(vendor: Vendor, list: &[VendorProxy]) -> Result<()> {
     for v in list {
         check_token("token", &v.id)
             .and_then(|()| check_host("host", &v.host).map(|_| ()))
             .map_err(|e| {
                 Error::unavailable(format!(
-                    "Webshare listed a proxy proxyplane cannot store ({})",
+                    "{} listed a proxy proxyplane cannot store ({})",
+                    vendor.name(),
                     e.message
                 ))
             })?;
@@ -345,17 +386,18 @@ fn reconcile(
             None => {
                 let id = SessionId::generate();
                 let row = SessionRow {
-                    scheme: Some("http".into()),
+                    scheme: Some(v.scheme.into()),
                     host: Some(v.host.clone()),
                     port: Some(v.port),
                     username: Some(v.username.clone()),
                     password: Some(sealer.seal(&id.0, "password", v.password.as_bytes())?),
-                    enabled: v.valid,
+                    enabled: usable(v, now),
+                    expires_at: v.expires_at,
                     ..SessionRow::new(id, ws, pool, provider, v.id.clone(), now)
                 };
                 if db::insert(tx, &row)? {
                     counts.created += 1;
-                    if v.valid {
+                    if row.enabled {
                         new_enabled += 1;
                     } else {
                         new_disabled += 1;
@@ -363,7 +405,7 @@ fn reconcile(
                 }
             }
             Some(mut row) => {
-                let verdict = refresh(tx, keys, &sealer, ws, &mut row, v)?;
+                let verdict = refresh(tx, keys, &sealer, ws, &mut row, v, now)?;
                 match verdict {
                     Verdict::Unchanged => counts.unchanged += 1,
                     Verdict::Disabled => counts.disabled += 1,
@@ -385,6 +427,14 @@ fn reconcile(
     Ok(counts)
 }
 
+/// Sync owns `enabled` on its sessions: on while the vendor marks the
+/// proxy valid and it has not expired (an expired one is not handed out
+/// from its expiry on anyway; this makes the stored flag, and /metrics,
+/// agree at the next sync, and a renewal enables it again).
+fn usable(v: &VendorProxy, now: i64) -> bool {
+    v.valid && crate::assign::is_current(v.expires_at, now)
+}
+
 #[derive(PartialEq, Clone, Copy)]
 enum Verdict {
     Unchanged,
@@ -400,15 +450,20 @@ fn refresh(
     ws: WorkspaceId,
     row: &mut SessionRow,
     v: &VendorProxy,
+    now: i64,
 ) -> Result<Verdict> {
     let mut changed = false;
-    let http = Some("http".to_string());
-    if row.scheme != http
+    let scheme = Some(v.scheme.to_string());
+    if row.expires_at != v.expires_at {
+        row.expires_at = v.expires_at;
+        changed = true;
+    }
+    if row.scheme != scheme
         || row.host.as_deref() != Some(v.host.as_str())
         || row.port != Some(v.port)
         || row.username.as_deref() != Some(v.username.as_str())
     {
-        row.scheme = http;
+        row.scheme = scheme;
         row.host = Some(v.host.clone());
         row.port = Some(v.port);
         row.username = Some(v.username.clone());
@@ -424,9 +479,10 @@ fn refresh(
         row.password = Some(sealer.seal(&row.id.0, "password", v.password.as_bytes())?);
         changed = true;
     }
-    let disabled = row.enabled && !v.valid;
-    if row.enabled != v.valid {
-        row.enabled = v.valid;
+    let valid = usable(v, now);
+    let disabled = row.enabled && !valid;
+    if row.enabled != valid {
+        row.enabled = valid;
         changed = true;
     }
     Ok(match (disabled, changed) {

@@ -54,7 +54,8 @@ pub fn list(
 }
 
 /// A pool's live sessions by state (see GetPoolStats in the proto): each
-/// in the first of disabled, cooling down, unhealthy, healthy that applies.
+/// in the first of disabled (or expired), cooling down, unhealthy, healthy
+/// that applies.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SessionStates {
     pub healthy: i64,
@@ -66,9 +67,10 @@ pub struct SessionStates {
 pub fn session_states(c: &Connection, id: PoolId, now: i64) -> Result<SessionStates> {
     let mut st = c.prepare_cached(
         "SELECT \
-           coalesce(sum(enabled = 0), 0), \
-           coalesce(sum(enabled = 1 AND unhealthy_until > ?2), 0), \
-           coalesce(sum(enabled = 1 AND coalesce(unhealthy_until <= ?2, 1) \
+           coalesce(sum(enabled = 0 OR expires_at <= ?2), 0), \
+           coalesce(sum(enabled = 1 AND coalesce(expires_at > ?2, 1) AND unhealthy_until > ?2), 0), \
+           coalesce(sum(enabled = 1 AND coalesce(expires_at > ?2, 1) \
+                        AND coalesce(unhealthy_until <= ?2, 1) \
                         AND consecutive_failures > 0), 0), \
            count(*) \
          FROM sessions INDEXED BY sessions_live_by_pool \

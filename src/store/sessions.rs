@@ -34,6 +34,8 @@ table! {
         pub version: i64,
         pub created_at: i64,
         pub updated_at: i64,
+        /// The vendor's expiry (SyncProvider); not handed out from then on.
+        pub expires_at: Option<i64>,
     }
     read_only {
         /// Sessions are soft-deleted; DeleteSession sets `deleted_at`.
@@ -73,6 +75,7 @@ impl SessionRow {
             version: 1,
             created_at: now,
             updated_at: now,
+            expires_at: None,
             deleted: false,
         }
     }
@@ -90,6 +93,7 @@ impl SessionRow {
             enabled: self.enabled,
             deleted: self.deleted,
             unhealthy_until: self.unhealthy_until,
+            expires_at: self.expires_at,
             assignments: self.assignment_count as i64,
         }
     }
@@ -125,7 +129,7 @@ pub fn count_created(c: &Connection, enabled: i64, disabled: i64) -> Result<()> 
 
 /// Writes the user-editable fields back.
 pub fn update(c: &Connection, s: &SessionRow) -> Result<()> {
-    update_fields!(c, "sessions", s; scheme, host, port, username, password, enabled, version, updated_at)?;
+    update_fields!(c, "sessions", s; scheme, host, port, username, password, enabled, version, updated_at, expires_at)?;
     Ok(())
 }
 
@@ -159,13 +163,18 @@ impl State {
     /// statement always takes the same four parameters.
     fn condition(self) -> &'static str {
         match self {
-            State::Disabled => "enabled = 0 AND ?4 IS NOT NULL",
-            State::CoolingDown => "enabled = 1 AND unhealthy_until > ?4",
+            // An expired session counts as disabled.
+            State::Disabled => "(enabled = 0 OR expires_at <= ?4)",
+            State::CoolingDown => {
+                "enabled = 1 AND coalesce(expires_at > ?4, 1) AND unhealthy_until > ?4"
+            }
             State::Unhealthy => {
-                "enabled = 1 AND coalesce(unhealthy_until <= ?4, 1) AND consecutive_failures > 0"
+                "enabled = 1 AND coalesce(expires_at > ?4, 1) \
+                 AND coalesce(unhealthy_until <= ?4, 1) AND consecutive_failures > 0"
             }
             State::Healthy => {
-                "enabled = 1 AND coalesce(unhealthy_until <= ?4, 1) AND consecutive_failures = 0"
+                "enabled = 1 AND coalesce(expires_at > ?4, 1) \
+                 AND coalesce(unhealthy_until <= ?4, 1) AND consecutive_failures = 0"
             }
         }
     }
@@ -402,6 +411,7 @@ pub fn candidates(
         "SELECT id, assignment_count FROM sessions INDEXED BY sessions_choice \
              WHERE pool_id = ?1 AND deleted_at IS NULL AND enabled = 1 AND assignment_count < ?2 \
              AND (unhealthy_until IS NULL OR unhealthy_until <= ?3) AND id IS NOT ?4 \
+             AND (expires_at IS NULL OR expires_at > ?3) \
              ORDER BY assignment_count LIMIT ?5",
     )?
     .query_map(params![pool, cap, now, exclude, CHOICE_WINDOW], |r| {
@@ -558,6 +568,8 @@ mod tests {
                         Some(now + 1),
                         Some(now + 1000),
                     ][rng.random_range(0..6)],
+                    expires_at: [None, None, Some(now - 1), Some(now), Some(now + 1)]
+                        [rng.random_range(0..5)],
                     assignment_count: rng.random_range(0..7),
                     ..session(ws, p.id, provider, i)
                 };

@@ -7,6 +7,7 @@
 //! Errors never carry the vendor key nor the request URL (a vendor may take
 //! its key in the query string); they say what failed in words.
 
+pub mod proxyline;
 pub mod webshare;
 
 use std::time::Duration;
@@ -22,6 +23,10 @@ pub struct VendorProxy {
     pub password: String,
     /// False when the vendor marks the proxy invalid.
     pub valid: bool,
+    /// `http` or `socks5`: how the proxy is reached.
+    pub scheme: &'static str,
+    /// When the vendor's proxy expires (ms), if it does.
+    pub expires_at: Option<i64>,
 }
 
 /// What can go wrong talking to a vendor.
@@ -33,6 +38,22 @@ pub enum VendorError {
     Unavailable(String),
     /// An answer we cannot read (bad JSON, missing fields, too large).
     Malformed(String),
+}
+
+/// serde_json's error category in words, without echoing any content.
+pub trait Classify {
+    fn classify_words(&self) -> &'static str;
+}
+
+impl Classify for serde_json::Error {
+    fn classify_words(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "not valid JSON",
+            serde_json::error::Category::Data => "fields missing or of the wrong type",
+            serde_json::error::Category::Eof => "cut short",
+        }
+    }
 }
 
 /// Limits of one sync's HTTP traffic.

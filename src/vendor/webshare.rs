@@ -11,7 +11,7 @@
 
 use serde::Deserialize;
 
-use super::{Client, VendorError, VendorProxy};
+use super::{Classify, Client, VendorError, VendorProxy};
 
 pub const DEFAULT_BASE: &str = "https://proxy.webshare.io";
 const PAGE_SIZE: usize = 100;
@@ -89,23 +89,9 @@ fn proxy(item: Item) -> Result<VendorProxy, String> {
         username: item.username,
         password: item.password,
         valid: item.valid,
+        scheme: "http",
+        expires_at: None,
     })
-}
-
-/// serde_json's error category in words, without echoing any content.
-trait Classify {
-    fn classify_words(&self) -> &'static str;
-}
-
-impl Classify for serde_json::Error {
-    fn classify_words(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "unreadable",
-            serde_json::error::Category::Syntax => "not valid JSON",
-            serde_json::error::Category::Data => "fields missing or of the wrong type",
-            serde_json::error::Category::Eof => "cut short",
-        }
-    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod limits;
 mod locks;
 mod metrics;
 mod pagination;
+mod proxyline;
 mod ratelimit;
 mod roles;
 mod rotation;

@@ -489,9 +489,14 @@ fn a_provider_with_a_schedule_is_synced_by_the_server_itself() {
     assert_eq!(sessions(&ws, &pool).len(), 5);
     // A scheduled provider that cannot sync records why (and waits its
     // interval rather than retrying at every tick).
+    // (Proxyline's API at a port where nothing listens.)
     let pl = id_of(&ws.provider(
         "PROXYLINE",
-        json!({ "credentials": { "apiKey": KEY }, "sync": { "poolId": pool, "intervalSeconds": 60 } }),
+        json!({
+            "credentials": { "apiKey": KEY },
+            "apiBaseUrl": "http://127.0.0.1:9",
+            "sync": { "poolId": pool, "intervalSeconds": 60 },
+        }),
     ));
     let mut err = String::new();
     for _ in 0..150 {
@@ -502,7 +507,7 @@ fn a_provider_with_a_schedule_is_synced_by_the_server_itself() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(err.contains("PROVIDER_TYPE_PROXYLINE"), "{err}");
+    assert!(err.contains("Proxyline is unavailable"), "{err}");
     let r = ws.call(
         "UpdateProvider",
         json!({ "providerId": prov, "sync": { "poolId": pool, "intervalSeconds": 5 } }),
