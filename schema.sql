@@ -59,7 +59,7 @@ CREATE TABLE providers (
     created_at           INTEGER NOT NULL,
     updated_at           INTEGER NOT NULL,
     deleted_at           INTEGER    -- disconnected; credentials wiped
-, sync_interval_seconds INTEGER NOT NULL DEFAULT 0, sync_pool_id BLOB, api_base_url TEXT, last_sync TEXT
+, sync_interval_seconds INTEGER NOT NULL DEFAULT 0, sync_pool_id BLOB, api_base_url TEXT, last_sync TEXT, sync_mode TEXT
 ) WITHOUT ROWID;
 -- The last line of providers is 0005_provider_sync, spliced in as SQLite
 -- adds columns; last_sync holds the last SyncResult as JSON.

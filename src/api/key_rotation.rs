@@ -347,6 +347,7 @@ mod tests {
                     sync_pool_id: None,
                     api_base_url: None,
                     last_sync: None,
+                    sync_mode: None,
                     version: 1,
                     created_at: 0,
                     updated_at: 0,

@@ -43,29 +43,63 @@ pub fn provider_pb(p: &ProviderRow) -> Provider {
         sync: (p.sync_interval_seconds != 0 || p.sync_pool_id.is_some()).then(|| ProviderSync {
             interval_seconds: p.sync_interval_seconds,
             pool_id: p.sync_pool_id.map(|id| id.to_vec()).unwrap_or_default(),
+            webshare_mode: p.sync_mode.clone().unwrap_or_default(),
         }),
         last_sync: p.last_sync.as_deref().and_then(super::sync::last_sync_pb),
         api_base_url: p.api_base_url.clone().unwrap_or_default(),
     }
 }
 
-/// A checked `sync`: the interval and the pool, which must be a pool of
-/// the workspace.
-fn check_sync(tx: &Connection, ws: WorkspaceId, s: &ProviderSync) -> Result<(i32, Option<PoolId>)> {
-    let i = s.interval_seconds;
-    if i != 0 && !(60..=604_800).contains(&i) {
+/// A checked `sync`: the interval, the pool (a pool of the workspace) and
+/// Webshare's list mode (None = direct).
+struct SyncSettings {
+    interval: i32,
+    pool: Option<PoolId>,
+    mode: Option<String>,
+}
+
+fn check_sync(
+    tx: &Connection,
+    ws: WorkspaceId,
+    ptype: i32,
+    s: &ProviderSync,
+) -> Result<SyncSettings> {
+    let interval = s.interval_seconds;
+    if interval != 0 && !(60..=604_800).contains(&interval) {
         return Err(Error::invalid(
             "sync.interval_seconds must be 0 (off) or 60..604800.",
         ));
     }
+    let mode = match s.webshare_mode.as_str() {
+        "" => None,
+        m @ ("direct" | "backbone") if ptype == WEBSHARE => Some(m.to_owned()),
+        "direct" | "backbone" => {
+            return Err(Error::invalid(
+                "sync.webshare_mode applies to PROVIDER_TYPE_WEBSHARE providers only.",
+            ))
+        }
+        _ => {
+            return Err(Error::invalid(
+                "sync.webshare_mode must be \"direct\" or \"backbone\".",
+            ))
+        }
+    };
     if s.pool_id.is_empty() {
-        return Ok((i, None));
+        return Ok(SyncSettings {
+            interval,
+            pool: None,
+            mode,
+        });
     }
     let pool = PoolId::parse_named(&s.pool_id, "sync.pool_id")?;
     if store::pools::get(tx, ws, pool)?.is_none() {
         return Err(Error::not_found("pool (sync.pool_id)"));
     }
-    Ok((i, Some(pool)))
+    Ok(SyncSettings {
+        interval,
+        pool: Some(pool),
+        mode,
+    })
 }
 
 /// An http(s) URL without spaces or control characters; empty = None.
@@ -211,9 +245,13 @@ pub fn connect(ctx: &mut Ctx, req: ConnectProviderRequest) -> Result<ConnectProv
     let keys = &ctx.state.keys;
     let row = ctx.write(|tx| {
         workspace_exists(tx, ws)?;
-        let (sync_interval_seconds, sync_pool_id) = match &req.sync {
-            Some(s) => check_sync(tx, ws, s)?,
-            None => (0, None),
+        let sync = match &req.sync {
+            Some(s) => check_sync(tx, ws, req.r#type, s)?,
+            None => SyncSettings {
+                interval: 0,
+                pool: None,
+                mode: None,
+            },
         };
         if db::type_taken(tx, ws, req.r#type)? {
             let name = ProviderType::try_from(req.r#type).map_or("", |t| t.as_str_name());
@@ -237,10 +275,11 @@ pub fn connect(ctx: &mut Ctx, req: ConnectProviderRequest) -> Result<ConnectProv
             version: 1,
             created_at: now,
             updated_at: now,
-            sync_interval_seconds,
-            sync_pool_id,
+            sync_interval_seconds: sync.interval,
+            sync_pool_id: sync.pool,
             api_base_url,
             last_sync: None,
+            sync_mode: sync.mode,
         };
         db::insert(tx, &row)?;
         Ok(row)
@@ -295,9 +334,10 @@ pub fn update(ctx: &mut Ctx, req: UpdateProviderRequest) -> Result<UpdateProvide
         let mut changed = set(&mut row.name, req.name.clone());
         changed |= set(&mut row.api_base_url, api_base_url.clone());
         if let Some(s) = &req.sync {
-            let (interval, pool) = check_sync(tx, ws, s)?;
-            changed |= set(&mut row.sync_interval_seconds, Some(interval));
-            changed |= set(&mut row.sync_pool_id, Some(pool));
+            let sync = check_sync(tx, ws, row.ptype, s)?;
+            changed |= set(&mut row.sync_interval_seconds, Some(sync.interval));
+            changed |= set(&mut row.sync_pool_id, Some(sync.pool));
+            changed |= set(&mut row.sync_mode, Some(sync.mode));
         }
         changed |= set(&mut row.enabled, req.enabled);
         if let Some(g) = &req.gateway {

@@ -163,13 +163,17 @@ impl Vendor {
     fn list(
         self,
         client: &Client,
-        base: Option<&str>,
+        p: &ProviderRow,
         key: &str,
     ) -> Result<Vec<VendorProxy>, VendorError> {
+        let base = p.api_base_url.as_deref();
         match self {
-            Vendor::Webshare => {
-                vendor::webshare::list(client, base.unwrap_or(vendor::webshare::DEFAULT_BASE), key)
-            }
+            Vendor::Webshare => vendor::webshare::list(
+                client,
+                base.unwrap_or(vendor::webshare::DEFAULT_BASE),
+                key,
+                p.sync_mode.as_deref().unwrap_or("direct"),
+            ),
             Vendor::Proxyline => vendor::proxyline::list(
                 client,
                 base.unwrap_or(vendor::proxyline::DEFAULT_BASE),
@@ -222,9 +226,8 @@ fn execute(
     let limits = Limits::new(Duration::from_secs(state.config.vendor_timeout_seconds));
     let vendor = Vendor::of(&plan.provider)
         .ok_or_else(|| Error::internal("planned a sync of a provider without a vendor API"))?;
-    let base = plan.provider.api_base_url.as_deref();
     let fetched = vendor
-        .list(&Client::new(limits), base, &plan.api_key)
+        .list(&Client::new(limits), &plan.provider, &plan.api_key)
         .map_err(|e| vendor_error(&plan.provider, vendor, e))
         .and_then(|list| checked(vendor, &list).map(|()| list));
     let keys = &state.keys;

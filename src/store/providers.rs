@@ -84,6 +84,8 @@ table! {
         pub api_base_url: Option<String>,
         /// JSON of the last SyncResult (`api::sync::LastSync`).
         pub last_sync: Option<String>,
+        /// Webshare's list mode for sync: None = direct, or "backbone".
+        pub sync_mode: Option<String>,
     }
     group {
         pub gateway: Option<Gateway> = [
@@ -120,6 +122,7 @@ pub fn update(c: &Connection, p: &ProviderRow) -> Result<()> {
             ("key_version", &p.key_version),
             ("sync_interval_seconds", &p.sync_interval_seconds),
             ("sync_pool_id", &p.sync_pool_id),
+            ("sync_mode", &p.sync_mode),
             ("api_base_url", &p.api_base_url),
             ("version", &p.version),
             ("updated_at", &p.updated_at),

@@ -509,6 +509,7 @@ mod tests {
             sync_pool_id: None,
             api_base_url: None,
             last_sync: None,
+            sync_mode: None,
         };
         providers::insert(tx, &p).unwrap();
         (ws, provider)

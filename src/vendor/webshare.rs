@@ -39,14 +39,19 @@ fn yes() -> bool {
     true
 }
 
-/// Every proxy of the account, in `direct` mode.
-pub fn list(client: &Client, base: &str, api_key: &str) -> Result<Vec<VendorProxy>, VendorError> {
+/// Every proxy of the account, in `mode` ("direct" or "backbone").
+pub fn list(
+    client: &Client,
+    base: &str,
+    api_key: &str,
+    mode: &str,
+) -> Result<Vec<VendorProxy>, VendorError> {
     let base = base.trim_end_matches('/');
     let auth = format!("Token {api_key}");
     let mut out = Vec::new();
     for page in 1..=client.limits().max_pages {
         let url =
-            format!("{base}/api/v2/proxy/list/?mode=direct&page={page}&page_size={PAGE_SIZE}");
+            format!("{base}/api/v2/proxy/list/?mode={mode}&page={page}&page_size={PAGE_SIZE}");
         let body = client.get(&url, &[("Authorization", &auth)])?;
         let p: Page = serde_json::from_slice(&body).map_err(|e| {
             VendorError::Malformed(format!(

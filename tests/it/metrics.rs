@@ -129,6 +129,7 @@ fn an_upgraded_database_starts_with_the_right_counts() {
              ALTER TABLE providers DROP COLUMN sync_pool_id;
              ALTER TABLE providers DROP COLUMN api_base_url;
              ALTER TABLE providers DROP COLUMN last_sync;
+             ALTER TABLE providers DROP COLUMN sync_mode;
              ALTER TABLE sessions DROP COLUMN expires_at;
              PRAGMA user_version = 1;",
         )

@@ -124,7 +124,8 @@ fn answer(g: &mut State, target: &str, auth: &str) -> (u16, String, String) {
         return (c.status, c.headers, c.body);
     }
     assert!(target.starts_with("/api/v2/proxy/list/?"), "{target}");
-    assert!(target.contains("mode=direct"), "{target}");
+    let backbone = target.contains("mode=backbone");
+    assert!(backbone || target.contains("mode=direct"), "{target}");
     let q = |k: &str| -> usize {
         target
             .split(['?', '&'])
@@ -142,7 +143,9 @@ fn answer(g: &mut State, target: &str, auth: &str) -> (u16, String, String) {
         .map(|p| {
             json!({
                 "id": p.id, "username": p.user, "password": p.pass,
-                "proxy_address": p.ip, "port": p.port, "valid": p.valid,
+                // Backbone mode: no address of its own (p.webshare.io).
+                "proxy_address": if backbone { Value::Null } else { json!(p.ip) },
+                "port": p.port, "valid": p.valid,
                 "last_verification": "2022-06-14T11:58:10.246406-07:00",
                 "country_code": "US", "city_name": "New York",
                 "created_at": "2022-06-14T11:58:10.246406-07:00"
@@ -536,4 +539,46 @@ fn a_second_sync_of_the_same_provider_while_one_runs_is_aborted() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(counts(&r.json["result"]), [3, 0, 0, 0, 0]);
     });
+}
+
+#[test]
+fn backbone_mode_reaches_each_proxy_through_p_webshare_io_and_is_for_webshare_only() {
+    let fake = Fake::start(3);
+    let srv = Server::start();
+    let ws = Ws::new(&srv, "OWNER");
+    let pool = ws.pool(json!({}));
+    let prov = id_of(&ws.provider(
+        "WEBSHARE",
+        json!({
+            "credentials": { "apiKey": KEY },
+            "apiBaseUrl": fake.url,
+            "sync": { "poolId": pool, "webshareMode": "backbone" },
+        }),
+    ));
+    let got = ws.ok("GetProvider", json!({ "providerId": prov }));
+    assert_eq!(got["provider"]["sync"]["webshareMode"], "backbone");
+    assert_eq!(counts(&sync(&ws, &prov)), [3, 0, 0, 0, 0]);
+    let s = sessions(&ws, &pool);
+    assert_eq!(s["d-1"]["host"], "p.webshare.io", "{:?}", s["d-1"]);
+    assert_eq!(s["d-1"]["port"], 8001);
+    // Back to direct: the same proxies, now at their own addresses.
+    ws.ok(
+        "UpdateProvider",
+        json!({ "providerId": prov, "sync": { "poolId": pool, "webshareMode": "direct" } }),
+    );
+    assert_eq!(counts(&sync(&ws, &prov)), [0, 3, 0, 0, 0]);
+    assert_eq!(sessions(&ws, &pool)["d-1"]["host"], "10.0.0.1");
+    // Refused by name: an unknown mode, or a mode on another vendor.
+    for (ptype, mode) in [("WEBSHARE", "residential"), ("PROXYLINE", "backbone")] {
+        let ws2 = Ws::new(&srv, "OWNER");
+        let r = ws2.call(
+            "ConnectProvider",
+            json!({
+                "type": format!("PROVIDER_TYPE_{ptype}"), "name": "x",
+                "credentials": { "apiKey": KEY }, "sync": { "webshareMode": mode },
+            }),
+        );
+        r.assert_error(400, "invalid_argument");
+        assert!(r.text().contains("sync.webshare_mode"), "{}", r.text());
+    }
 }
