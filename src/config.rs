@@ -34,6 +34,11 @@ pub struct Config {
     pub log_level: LogLevel,
     pub log_format: LogFormat,
     pub synchronous: Synchronous,
+    /// The built-in proxy gateway (`src/gateway/`); None: off.
+    pub gateway_listen: Option<SocketAddr>,
+    pub gateway_max_tunnels: usize,
+    pub gateway_connect_timeout_seconds: u64,
+    pub gateway_idle_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,6 +98,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("log_level", "\"info\""),
     ("log_format", "\"text\""),
     ("synchronous", "\"normal\""),
+    ("gateway_listen", "\"\""),
+    ("gateway_max_tunnels", "10000"),
+    ("gateway_connect_timeout_seconds", "10"),
+    ("gateway_idle_timeout_seconds", "300"),
 ];
 
 /// Where a value came from, for error messages.
@@ -262,6 +271,20 @@ impl Values {
         ))
     }
 
+    /// `gateway_listen`: empty (off) or an address with a port.
+    fn gateway_listen(&self) -> Result<Option<SocketAddr>, String> {
+        let gw = self.string("gateway_listen")?;
+        if gw.is_empty() {
+            return Ok(None);
+        }
+        gw.parse::<SocketAddr>().map(Some).map_err(|_| {
+            format!(
+                "gateway_listen (from {}) must be empty (off) or an address with a port such as 127.0.0.1:3128, got {gw:?}",
+                self.0.get("gateway_listen").map_or(&Source::Default, |v| &v.1)
+            )
+        })
+    }
+
     fn validate(&self) -> Result<Config, String> {
         let listen_s = self.string("listen")?;
         let listen = listen_s.parse::<SocketAddr>().map_err(|_| {
@@ -287,8 +310,17 @@ impl Values {
             0 => 4 * std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
+        let gateway_listen = self.gateway_listen()?;
         use LogLevel::*;
         Ok(Config {
+            gateway_listen,
+            gateway_max_tunnels: self.uint("gateway_max_tunnels", 1, 1_000_000)? as usize,
+            gateway_connect_timeout_seconds: self.uint(
+                "gateway_connect_timeout_seconds",
+                1,
+                600,
+            )?,
+            gateway_idle_timeout_seconds: self.uint("gateway_idle_timeout_seconds", 1, 86_400)?,
             listen,
             data_dir,
             master_key_file,

@@ -17,6 +17,7 @@ mod cursor;
 mod dashboard;
 mod error;
 mod fastjson;
+mod gateway;
 mod ids;
 mod import;
 mod log;
@@ -207,11 +208,26 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let gateway = match config.gateway_listen {
+        None => None,
+        Some(g) => {
+            let l = std::net::TcpListener::bind(g)
+                .map_err(|e| format!("cannot listen on {g} (gateway_listen): {e}"))?;
+            let a = l.local_addr().map_err(|e| e.to_string())?;
+            Some((l, a))
+        }
+    };
+    let gateway_addr = gateway.as_ref().map(|(_, a)| *a);
     let ready = {
         let (db, workers) = (config::db_path(&config.data_dir), config.workers);
         move || {
             let mut out = std::io::stdout().lock();
+            // `listening on` stays the first line (scripts and tests wait
+            // for it); the gateway's address follows when it is on.
             writeln!(out, "listening on {addr}").ok();
+            if let Some(g) = gateway_addr {
+                writeln!(out, "gateway listening on {g}").ok();
+            }
             out.flush().ok();
             info!(
                 "proxyplane {} serving {} on {addr} with {workers} workers",
@@ -236,7 +252,7 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
         config,
     });
     let background = Background::start(&state)?;
-    let served = server::run(state.clone(), listener, ready);
+    let served = server::run(state.clone(), listener, gateway.map(|(l, _)| l), ready);
     background.stop(&state);
     served?;
     if let Err(e) = state.last_used.flush(&state.db, store::BUSY_TIMEOUT) {

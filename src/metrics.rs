@@ -41,6 +41,42 @@ pub struct Metrics {
     pub open_connections: AtomicI64,
     /// Connections closed at rest to make room at the connection cap.
     pub shed_connections: AtomicU64,
+    pub gateway: GatewayStats,
+}
+
+/// Why a gateway connection got no tunnel, as the `reason` label.
+pub const GATEWAY_FAILURES: [&str; 6] = [
+    "login",
+    "resolve",
+    "upstream_connect",
+    "upstream_timeout",
+    "upstream_refused",
+    "bad_request",
+];
+
+/// The proxy gateway's counters (`src/gateway/`).
+pub struct GatewayStats {
+    pub open: AtomicI64,
+    pub established: AtomicU64,
+    pub failed: [AtomicU64; GATEWAY_FAILURES.len()],
+    /// Bytes (to upstream, to client) by pool id (base64): a handful of
+    /// pools, added to once per tunnel when it closes.
+    pub bytes: parking_lot::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
+}
+
+impl GatewayStats {
+    /// Counts a failure; `reason` is one of `GATEWAY_FAILURES`.
+    pub fn failed(&self, reason: &str) {
+        if let Some(i) = GATEWAY_FAILURES.iter().position(|r| *r == reason) {
+            self.failed[i].fetch_add(1, Relaxed);
+        }
+    }
+    pub fn add_bytes(&self, pool: String, up: u64, down: u64) {
+        let mut m = self.bytes.lock();
+        let e = m.entry(pool).or_default();
+        e.0 += up;
+        e.1 += down;
+    }
 }
 
 impl Metrics {
@@ -52,6 +88,12 @@ impl Metrics {
             rate_limited: AtomicU64::new(0),
             open_connections: AtomicI64::new(0),
             shed_connections: AtomicU64::new(0),
+            gateway: GatewayStats {
+                open: AtomicI64::new(0),
+                established: AtomicU64::new(0),
+                failed: std::array::from_fn(|_| AtomicU64::new(0)),
+                bytes: Default::default(),
+            },
         }
     }
 }
@@ -135,7 +177,70 @@ impl Metrics {
                 format_args!("proxyplane_sessions{{state=\"{state}\"}} {n}"),
             );
         }
+        self.render_gateway(&mut s);
         s
+    }
+
+    fn render_gateway(&self, s: &mut String) {
+        let g = &self.gateway;
+        family(
+            s,
+            "proxyplane_gateway_tunnels_open",
+            "gauge",
+            "Open gateway tunnels.",
+        );
+        line(
+            s,
+            format_args!("proxyplane_gateway_tunnels_open {}", g.open.load(Relaxed)),
+        );
+        family(
+            s,
+            "proxyplane_gateway_tunnels_established_total",
+            "counter",
+            "Gateway tunnels established through an upstream.",
+        );
+        line(
+            s,
+            format_args!(
+                "proxyplane_gateway_tunnels_established_total {}",
+                g.established.load(Relaxed)
+            ),
+        );
+        family(
+            s,
+            "proxyplane_gateway_tunnels_failed_total",
+            "counter",
+            "Gateway connections that got no tunnel, by reason.",
+        );
+        for (i, r) in GATEWAY_FAILURES.iter().enumerate() {
+            line(
+                s,
+                format_args!(
+                    "proxyplane_gateway_tunnels_failed_total{{reason=\"{r}\"}} {}",
+                    g.failed[i].load(Relaxed)
+                ),
+            );
+        }
+        family(
+            s,
+            "proxyplane_gateway_bytes_total",
+            "counter",
+            "Bytes through gateway tunnels by pool and direction (up: to the upstream).",
+        );
+        for (pool, (up, down)) in g.bytes.lock().iter() {
+            line(
+                s,
+                format_args!(
+                    "proxyplane_gateway_bytes_total{{pool=\"{pool}\",direction=\"up\"}} {up}"
+                ),
+            );
+            line(
+                s,
+                format_args!(
+                    "proxyplane_gateway_bytes_total{{pool=\"{pool}\",direction=\"down\"}} {down}"
+                ),
+            );
+        }
     }
 
     fn name(&self, i: usize) -> &'static str {

@@ -56,6 +56,7 @@ static REQUEST_IDS: AtomicU64 = AtomicU64::new(1);
 pub fn run(
     state: Arc<State>,
     listener: std::net::TcpListener,
+    gateway: Option<std::net::TcpListener>,
     ready: impl FnOnce(),
 ) -> Result<(), String> {
     // One async worker per core for the edge. A handler runs on the worker
@@ -97,7 +98,7 @@ pub fn run(
         }
     };
     ready();
-    let result = rt.block_on(serve(state.clone(), listener, cap, signals));
+    let result = rt.block_on(serve(state.clone(), listener, gateway, cap, signals));
     rt.shutdown_timeout(Duration::from_secs(
         state.config.shutdown_timeout_seconds.max(1),
     ));
@@ -208,6 +209,7 @@ struct AcceptLogs {
 async fn serve(
     state: Arc<State>,
     listener: std::net::TcpListener,
+    gateway: Option<std::net::TcpListener>,
     cap: usize,
     signals: Option<Signals>,
 ) -> Result<(), String> {
@@ -218,6 +220,9 @@ async fn serve(
         tokio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
     let registry = Arc::new(Registry::new(cap));
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The proxy gateway shares the runtime, the workers and the shutdown.
+    let gateway =
+        gateway.map(|l| tokio::spawn(crate::gateway::serve(state.clone(), l, stop_rx.clone())));
     let mut conns = JoinSet::new();
     let mut signal = pin!(shutdown_signal(signals));
     let every = || Every::new(Duration::from_secs(10));
@@ -253,6 +258,9 @@ async fn serve(
     }
     drop(listener);
     drain(&state, conns, stop_tx).await;
+    if let Some(g) = gateway {
+        g.await.ok();
+    }
     Ok(())
 }
 

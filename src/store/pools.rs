@@ -88,6 +88,16 @@ pub fn session_states(c: &Connection, id: PoolId, now: i64) -> Result<SessionSta
     })
 }
 
+/// Up to two pools of a workspace with this name (names need not be
+/// unique: the gateway refuses a login naming two).
+pub fn by_name(c: &Connection, ws: WorkspaceId, name: &str) -> Result<Vec<PoolRow>> {
+    Ok(PoolRow::all(
+        c,
+        "WHERE workspace_id = ?1 AND name = ?2 LIMIT 2",
+        params![ws, name],
+    )?)
+}
+
 pub fn has_live_sessions(c: &Connection, id: PoolId) -> Result<bool> {
     Ok(c.prepare_cached(
         "SELECT 1 FROM sessions WHERE pool_id = ?1 AND deleted_at IS NULL LIMIT 1",
