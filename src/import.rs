@@ -151,8 +151,8 @@ fn port_of(s: &str) -> Result<i32, String> {
 }
 
 /// `%XX` sequences to bytes, then UTF-8; None for a bad escape or bytes
-/// that are not UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
+/// that are not UTF-8. (The gateway decodes logins with it too.)
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
