@@ -176,12 +176,41 @@ INSERT INTO session_counts VALUES (1, 0, 0);
 CREATE TABLE auth_epoch (
     id    INTEGER PRIMARY KEY CHECK (id = 1),
     epoch INTEGER NOT NULL
+, data_epoch INTEGER NOT NULL DEFAULT 0
 );
-INSERT INTO auth_epoch VALUES (1, 0);
+INSERT INTO auth_epoch VALUES (1, 0, 0);
 CREATE TRIGGER auth_epoch_revoke AFTER UPDATE OF revoked_at ON api_keys
 WHEN OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL BEGIN
     UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1;
 END;
 CREATE TRIGGER auth_epoch_delete AFTER DELETE ON api_keys BEGIN
     UPDATE auth_epoch SET epoch = epoch + 1 WHERE id = 1;
+END;
+
+-- data_epoch (0006_data_epoch): bumped by every UPDATE and DELETE of the
+-- tables a resolve reads, so a server may keep a sticky resolve's rows in
+-- memory and use them only while it has not moved.
+CREATE TRIGGER data_epoch_assignments_update AFTER UPDATE ON assignments BEGIN
+    UPDATE auth_epoch SET data_epoch = data_epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER data_epoch_assignments_delete AFTER DELETE ON assignments BEGIN
+    UPDATE auth_epoch SET data_epoch = data_epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER data_epoch_sessions_update AFTER UPDATE ON sessions BEGIN
+    UPDATE auth_epoch SET data_epoch = data_epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER data_epoch_sessions_delete AFTER DELETE ON sessions BEGIN
+    UPDATE auth_epoch SET data_epoch = data_epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER data_epoch_pools_update AFTER UPDATE ON pools BEGIN
+    UPDATE auth_epoch SET data_epoch = data_epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER data_epoch_pools_delete AFTER DELETE ON pools BEGIN
+    UPDATE auth_epoch SET data_epoch = data_epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER data_epoch_providers_update AFTER UPDATE ON providers BEGIN
+    UPDATE auth_epoch SET data_epoch = data_epoch + 1 WHERE id = 1;
+END;
+CREATE TRIGGER data_epoch_providers_delete AFTER DELETE ON providers BEGIN
+    UPDATE auth_epoch SET data_epoch = data_epoch + 1 WHERE id = 1;
 END;

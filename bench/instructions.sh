@@ -34,7 +34,9 @@ for arg in "$@"; do
     export WS PROVIDER POOL RESOLVER_KEY ACCOUNTS
     "$PY" "$HELPER" seed-sessions --count "$SESSIONS" 2>/dev/null
     "$PY" "$HELPER" seed-accounts --count "$ACCOUNTS" --parallel 4 --key "$RESOLVER_KEY" 2>/dev/null
-    "$PY" "$HELPER" drive --method ResolveProxy --count 200 --key "$RESOLVER_KEY"   # warm caches
+    # Warm caches: every account once, as a running fleet has (the sticky-
+    # binding cache holds an account from its first read after the last write).
+    "$PY" "$HELPER" drive --method ResolveProxy --count "$ACCOUNTS" --in-order --key "$RESOLVER_KEY"
     cgc() { callgrind_control "$@" "$SERVER_PID" >/dev/null 2>&1; }
     ir() {  # total Ir collected since the last zero
         cgc -d

@@ -313,9 +313,10 @@ def cmd_drive(a):
     import random
     rnd = random.Random(1)
     c = Client(a.url, a.key)
-    for _ in range(a.count):
+    for i in range(a.count):
         if a.method == "ResolveProxy":
-            msg = {"workspaceId": a.ws, "poolId": a.pool, "accountName": f"acct-{rnd.randrange(a.accounts)}"}
+            n = i % a.accounts if a.in_order else rnd.randrange(a.accounts)
+            msg = {"workspaceId": a.ws, "poolId": a.pool, "accountName": f"acct-{n}"}
         elif a.method == "CreateSession":  # as bench/create_session.lua sends it
             drive_n = getattr(a, "_n", 0) + 1
             a._n = drive_n
@@ -399,6 +400,7 @@ def main():
     s.add_argument("--provider", default=os.environ.get("PROVIDER"))
     s.add_argument("--count", type=int, default=2000)
     s.add_argument("--accounts", type=int, default=int(os.environ.get("ACCOUNTS", "1000")))
+    s.add_argument("--in-order", action="store_true", help="accounts 0, 1, 2, … instead of at random")
     s.set_defaults(f=cmd_drive)
     s = sub.add_parser("wrk-parse"); s.add_argument("--label", default="")
     for f in ("--elapsed", "--server-cpu", "--machine-cpu", "--wrk-cpu", "--syscalls", "--switches"):

@@ -109,17 +109,20 @@ pub fn authenticate(
 /// revocation and deletion of a key, by the API, the offline CLI or a
 /// workspace delete alike) has not moved since the key was found valid, or,
 /// if it has, the key itself is still there and not revoked.
-pub fn still_valid(c: &Connection, p: &Principal, cache: &KeyCache) -> Result<()> {
-    let epoch = store::api_keys::auth_epoch(c)?;
+///
+/// Returns the snapshot's data epoch (read in the same statement), for the
+/// sticky-binding cache.
+pub fn still_valid(c: &Connection, p: &Principal, cache: &KeyCache) -> Result<i64> {
+    let store::api_keys::Epochs { auth: epoch, data } = store::api_keys::epochs(c)?;
     if epoch == p.verified_at {
-        return Ok(());
+        return Ok(data);
     }
     if store::api_keys::is_live(c, p.key_id)? {
         cache.put(Principal {
             verified_at: epoch,
             ..*p
         });
-        Ok(())
+        Ok(data)
     } else {
         cache.remove(&p.cache_key);
         Err(Error::unauthenticated())

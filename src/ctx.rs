@@ -30,6 +30,8 @@ pub struct State {
     pub pool_stats: PoolStats,
     pub last_used: LastUsed,
     pub key_cache: KeyCache,
+    /// Sticky resolves' rows, exact by the data epoch.
+    pub bindings: store::bindings::Bindings,
     pub shutting_down: AtomicBool,
 }
 
@@ -47,19 +49,20 @@ pub struct Ctx<'a> {
 }
 
 /// Confirms the caller's key in a transaction's snapshot (a cached key may
-/// have been revoked since), then records the use once per call.
+/// have been revoked since), then records the use once per call. Gives the
+/// snapshot's data epoch (`store::bindings`).
 fn confirm<'a>(
     state: &'a State,
     p: Principal,
     used: &'a mut bool,
-) -> impl FnOnce(&Connection) -> Result<()> + 'a {
+) -> impl FnOnce(&Connection) -> Result<i64> + 'a {
     move |tx| {
-        auth::still_valid(tx, &p, &state.key_cache)?;
+        let data_epoch = auth::still_valid(tx, &p, &state.key_cache)?;
         if !*used {
             *used = true;
             state.last_used.record(p.key_id, store::now_ms());
         }
-        Ok(())
+        Ok(data_epoch)
     }
 }
 
@@ -73,11 +76,15 @@ impl Ctx<'_> {
 
     /// A read transaction; the caller's key is confirmed in its snapshot.
     pub fn read<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.read_at(|tx, _| f(tx))
+    }
+    /// A read transaction, as `read`, given the snapshot's data epoch too.
+    pub fn read_at<T>(&mut self, f: impl FnOnce(&Connection, i64) -> Result<T>) -> Result<T> {
         let conn = &mut *self.conn;
         let confirm = confirm(self.state, self.principal, &mut self.used);
         store::read(conn, |tx| {
-            confirm(tx)?;
-            f(tx)
+            let data_epoch = confirm(tx)?;
+            f(tx, data_epoch)
         })
     }
     /// A write transaction; the caller's key is confirmed in it.

@@ -246,6 +246,7 @@ fn serve(config: Config, master_env: Option<&str>) -> Result<ExitCode, String> {
         pool_stats: stats::PoolStats::default(),
         last_used: auth::LastUsed::default(),
         key_cache: auth::KeyCache::default(),
+        bindings: store::bindings::Bindings::default(),
         shutting_down: AtomicBool::new(false),
         db: pool,
         keys: keyring,

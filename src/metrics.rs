@@ -41,6 +41,8 @@ pub struct Metrics {
     pub open_connections: AtomicI64,
     /// Connections closed at rest to make room at the connection cap.
     pub shed_connections: AtomicU64,
+    /// Sticky resolves answered from the binding cache, and read from SQL.
+    pub resolve_cache: [AtomicU64; 2],
     pub gateway: GatewayStats,
 }
 
@@ -88,6 +90,7 @@ impl Metrics {
             rate_limited: AtomicU64::new(0),
             open_connections: AtomicI64::new(0),
             shed_connections: AtomicU64::new(0),
+            resolve_cache: Default::default(),
             gateway: GatewayStats {
                 open: AtomicI64::new(0),
                 established: AtomicU64::new(0),
@@ -170,6 +173,21 @@ impl Metrics {
                 self.shed_connections.load(Relaxed)
             ),
         );
+        family(
+            &mut s,
+            "proxyplane_resolve_cache_total",
+            "counter",
+            "ResolveProxy reads of a standing binding, from the binding cache (hit) or SQL (miss).",
+        );
+        for (result, n) in ["hit", "miss"].iter().zip(&self.resolve_cache) {
+            line(
+                &mut s,
+                format_args!(
+                    "proxyplane_resolve_cache_total{{result=\"{result}\"}} {}",
+                    n.load(Relaxed)
+                ),
+            );
+        }
         family(&mut s, "proxyplane_sessions", "gauge", "Sessions by state.");
         for (state, n) in sessions {
             line(

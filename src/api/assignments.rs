@@ -3,18 +3,23 @@
 //! answers from a read transaction when the binding stands and takes the
 //! write lock only to create or move an assignment.
 
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
 use rusqlite::Connection;
 
 use crate::assign::{self, Binding, Policy, Verdict};
 use crate::crypto::Keyring;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, State};
 use crate::error::{Error, Result};
 use crate::ids::{AssignmentId, PoolId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
 use crate::pb::Timestamp;
 use crate::stats::Event;
 use crate::store::assignments::{self as db, AssignmentRow};
+use crate::store::bindings::Bound;
 use crate::store::pools::PoolRow;
+use crate::store::providers::Upstream;
 use crate::store::sessions::{self, SessionRow};
 use crate::store::{self, pools, providers};
 
@@ -334,8 +339,7 @@ fn session(tx: &Connection, id: SessionId) -> Result<SessionRow> {
 /// the original. RFC 3986 sub-delims other than `;` and `=` (`!$&'()*+,`)
 /// stay literal: node-steam-user sends the login without decoding it, and
 /// requests, httpx, curl, undici and the proxy agents read them either way.
-fn userinfo_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+fn userinfo_encode(out: &mut String, s: &str) {
     for b in s.bytes() {
         let keep = b.is_ascii_alphanumeric()
             || matches!(
@@ -356,10 +360,12 @@ fn userinfo_encode(s: &str) -> String {
         if keep {
             out.push(b as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.push('%');
+            out.push(HEX[usize::from(b >> 4)] as char);
+            out.push(HEX[usize::from(b & 15)] as char);
         }
     }
-    out
 }
 
 /// Fills `{username}`, `{password}` and `{token}` in one left-to-right
@@ -394,7 +400,15 @@ fn render(template: &str, username: &str, password: &str, token: &str) -> String
 }
 
 /// The endpoint a session resolves to, secrets opened.
-fn proxy_for(tx: &Connection, keys: &Keyring, ws: WorkspaceId, s: &SessionRow) -> Result<Proxy> {
+/// `known` is the provider's gateway when it was read already (a cached
+/// binding); a rotation session's is read here otherwise.
+fn proxy_for(
+    tx: &Connection,
+    keys: &Keyring,
+    ws: WorkspaceId,
+    s: &SessionRow,
+    known: Option<&Upstream>,
+) -> Result<Proxy> {
     let (scheme, host, port, username, password) = match (&s.scheme, &s.host, s.port) {
         (Some(scheme), Some(host), Some(port)) => {
             let password = match &s.password {
@@ -413,21 +427,27 @@ fn proxy_for(tx: &Connection, keys: &Keyring, ws: WorkspaceId, s: &SessionRow) -
             )
         }
         _ => {
-            let up = providers::for_resolve(tx, s.provider_id)?
-                .ok_or_else(|| Error::internal("session names a missing provider"))?;
-            let sealed = up.credentials;
-            let g = up.gateway.ok_or_else(|| {
+            let read;
+            let up = match known {
+                Some(up) => up,
+                None => {
+                    read = providers::for_resolve(tx, s.provider_id)?
+                        .ok_or_else(|| Error::internal("session names a missing provider"))?;
+                    &read
+                }
+            };
+            let g = up.gateway.as_ref().ok_or_else(|| {
                 Error::precondition(
                     "The session's provider has no gateway; give it one with UpdateProvider.",
                 )
             })?;
-            let creds = match &sealed {
+            let creds = match &up.credentials {
                 Some(b) => open_credentials(tx, keys, ws, s.provider_id, b)?,
                 None => Default::default(),
             };
             (
-                g.scheme,
-                g.host,
+                g.scheme.clone(),
+                g.host.clone(),
                 g.port,
                 render(
                     &g.username_template,
@@ -444,25 +464,44 @@ fn proxy_for(tx: &Connection, keys: &Keyring, ws: WorkspaceId, s: &SessionRow) -
             )
         }
     };
-    let host_part = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.clone()
-    };
-    let endpoint = format!("{scheme}://{host_part}:{port}");
-    let url = match (username.is_empty(), password.is_empty()) {
-        (true, true) => endpoint.clone(),
-        (_, true) => format!(
-            "{scheme}://{}@{host_part}:{port}",
-            userinfo_encode(&username)
-        ),
-        _ => format!(
-            "{scheme}://{}:{}@{host_part}:{port}",
-            userinfo_encode(&username),
-            userinfo_encode(&password)
-        ),
-    };
-    Ok(Proxy {
+    Ok(proxy(scheme, host, port, username, password))
+}
+
+/// The Proxy message, with `url` (login percent-encoded) and `endpoint`
+/// (none) built in place: the hot path's strings, without `format!`.
+fn proxy(scheme: String, host: String, port: i32, username: String, password: String) -> Proxy {
+    let mut digits = Vec::with_capacity(11);
+    if port < 0 {
+        digits.push(b'-');
+    }
+    crate::pb::push_digits(&mut digits, i64::from(port), 1);
+    let port_text = std::str::from_utf8(&digits).unwrap_or_default();
+    let mut endpoint = String::with_capacity(scheme.len() + host.len() + 11);
+    let mut url = String::with_capacity(endpoint.capacity() + username.len() + password.len() + 2);
+    for out in [&mut endpoint, &mut url] {
+        out.push_str(&scheme);
+        out.push_str("://");
+    }
+    if !username.is_empty() || !password.is_empty() {
+        userinfo_encode(&mut url, &username);
+        if !password.is_empty() {
+            url.push(':');
+            userinfo_encode(&mut url, &password);
+        }
+        url.push('@');
+    }
+    for out in [&mut endpoint, &mut url] {
+        if host.contains(':') {
+            out.push('[');
+            out.push_str(&host);
+            out.push(']');
+        } else {
+            out.push_str(&host);
+        }
+        out.push(':');
+        out.push_str(port_text);
+    }
+    Proxy {
         scheme,
         host,
         port,
@@ -470,7 +509,44 @@ fn proxy_for(tx: &Connection, keys: &Keyring, ws: WorkspaceId, s: &SessionRow) -
         password,
         url,
         endpoint,
-    })
+    }
+}
+
+/// The rows of the account's binding in this snapshot (data epoch
+/// `epoch`): from the binding cache, or read and kept there. None when the
+/// account has no assignment in the pool (NotFound when there is no pool).
+fn bound(
+    state: &State,
+    tx: &Connection,
+    epoch: i64,
+    ws: WorkspaceId,
+    pool: PoolId,
+    account: &str,
+) -> Result<Option<Arc<Bound>>> {
+    let (cache, counted) = (&state.bindings, &state.metrics.resolve_cache);
+    if let Some(b) = cache.get(epoch, ws, pool, account) {
+        counted[0].fetch_add(1, Relaxed);
+        return Ok(Some(b));
+    }
+    counted[1].fetch_add(1, Relaxed);
+    let Some((a, s, interval, on_unhealthy)) = db::binding(tx, ws, pool, account)? else {
+        pool_of(tx, ws, pool)?;
+        return Ok(None);
+    };
+    let upstream = match s.is_static() {
+        true => None,
+        false => providers::for_resolve(tx, s.provider_id)?,
+    };
+    let b = Arc::new(Bound {
+        ws,
+        assignment: a,
+        session: s,
+        interval,
+        on_unhealthy,
+        upstream,
+    });
+    cache.put(epoch, b.clone());
+    Ok(Some(b))
 }
 
 pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyResponse> {
@@ -481,19 +557,25 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
     let keys = &ctx.state.keys;
     let now = store::now_ms();
 
+    let state = ctx.state;
+
     let mut moved = false;
-    // The common case: the binding stands, a read transaction is enough.
-    let standing = ctx.read(|tx| {
-        let Some((a, s, interval, on_unhealthy)) = db::binding(tx, ws, pool, account)? else {
-            pool_of(tx, ws, pool)?;
+    // The common case: the binding stands, a read transaction is enough,
+    // and the rows it needs may be in the cache at this snapshot's epoch.
+    let standing = ctx.read_at(|tx, epoch| {
+        let Some(b) = bound(state, tx, epoch, ws, pool, account)? else {
             return Ok(None);
         };
         let policy = Policy {
-            interval_ms: interval as i64 * 1000,
-            on_unhealthy,
+            interval_ms: b.interval as i64 * 1000,
+            on_unhealthy: b.on_unhealthy,
         };
-        match assign::judge(&binding(&a, &s), &policy, now) {
-            Verdict::Keep => Ok(Some((a, proxy_for(tx, keys, ws, &s)?))),
+        let (a, s) = (&b.assignment, &b.session);
+        match assign::judge(&binding(a, s), &policy, now) {
+            Verdict::Keep => Ok(Some((
+                a.clone(),
+                proxy_for(tx, keys, ws, s, b.upstream.as_ref())?,
+            ))),
             Verdict::PinnedUnusable => Err(pinned_unusable()),
             Verdict::MustMove | Verdict::MoveIfPossible => Ok(None),
         }
@@ -539,7 +621,7 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
                 Some(s) => s,
                 None => session(tx, a.session_id)?,
             };
-            Ok((a, proxy_for(tx, keys, ws, &s)?))
+            Ok((a, proxy_for(tx, keys, ws, &s, None)?))
         })?,
     };
     count(ctx, pool, Event::Resolve);
@@ -557,7 +639,43 @@ mod tests {
     use super::*;
 
     #[test]
+    fn proxy_url_and_endpoint() {
+        let p = |host: &str, user: &str, pass: &str| {
+            let p = proxy("http".into(), host.into(), 3128, user.into(), pass.into());
+            (p.url, p.endpoint)
+        };
+        let both = |u: &str, e: &str| (u.to_owned(), e.to_owned());
+        assert_eq!(
+            p("203.0.113.7", "", ""),
+            both("http://203.0.113.7:3128", "http://203.0.113.7:3128")
+        );
+        assert_eq!(
+            p("2001:db8::1", "u", ""),
+            both("http://u@[2001:db8::1]:3128", "http://[2001:db8::1]:3128")
+        );
+        assert_eq!(
+            p("gw.example.org", "u@x", "p:w"),
+            both(
+                "http://u%40x:p%3Aw@gw.example.org:3128",
+                "http://gw.example.org:3128"
+            )
+        );
+        assert_eq!(
+            p("gw.example.org", "", "pw"),
+            both(
+                "http://:pw@gw.example.org:3128",
+                "http://gw.example.org:3128"
+            )
+        );
+    }
+
+    #[test]
     fn userinfo_is_percent_encoded_with_the_whatwg_userinfo_set() {
+        let userinfo_encode = |s: &str| {
+            let mut out = String::new();
+            super::userinfo_encode(&mut out, s);
+            out
+        };
         assert_eq!(userinfo_encode("user-1.a_b~"), "user-1.a_b~");
         assert_eq!(userinfo_encode("p@ss:w/rd %"), "p%40ss%3Aw%2Frd%20%25");
         assert_eq!(userinfo_encode("Pa$$!&'()*+,"), "Pa$$!&'()*+,");

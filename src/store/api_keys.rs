@@ -46,13 +46,27 @@ pub struct KeyAuth {
     pub epoch: i64,
 }
 
-/// Bumped by triggers whenever a key is revoked or deleted (schema
-/// version 3), so a cached "this key is valid" is checked with one read.
-pub fn auth_epoch(c: &Connection) -> Result<i64> {
+/// The two epochs of a snapshot, in one read: the authentication epoch,
+/// bumped by triggers whenever a key is revoked or deleted (schema version
+/// 3), so a cached "this key is valid" is checked with it; and the data
+/// epoch, bumped by every UPDATE and DELETE of the rows a resolve reads
+/// (version 6), which keeps the sticky-binding cache exact.
+pub fn epochs(c: &Connection) -> Result<Epochs> {
     Ok(
-        c.prepare_cached("SELECT epoch FROM auth_epoch WHERE id = 1")?
-            .query_row([], |r| r.get(0))?,
+        c.prepare_cached("SELECT epoch, data_epoch FROM auth_epoch WHERE id = 1")?
+            .query_row([], |r| {
+                Ok(Epochs {
+                    auth: r.get(0)?,
+                    data: r.get(1)?,
+                })
+            })?,
     )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Epochs {
+    pub auth: i64,
+    pub data: i64,
 }
 
 /// Whether a key exists and is not revoked.

@@ -32,6 +32,7 @@ pub const STEPS: &[Step] = &[
     step!(3, "0003_auth_epoch"),
     step!(4, "0004_session_counts_by_call"),
     step!(5, "0005_provider_sync"),
+    step!(6, "0006_data_epoch"),
 ];
 
 /// The schema version of a database that has run every step.

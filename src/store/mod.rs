@@ -4,6 +4,7 @@
 
 pub mod api_keys;
 pub mod assignments;
+pub mod bindings;
 pub mod columns;
 pub mod group;
 mod migrate;

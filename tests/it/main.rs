@@ -33,6 +33,7 @@ mod metrics;
 mod pagination;
 mod proxyline;
 mod ratelimit;
+mod resolve_cache;
 mod roles;
 mod rotation;
 mod seeds;

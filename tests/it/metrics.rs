@@ -121,7 +121,11 @@ fn an_upgraded_database_starts_with_the_right_counts() {
     {
         let c = rusqlite::Connection::open(dir.join("proxyplane.db")).expect("open db");
         c.execute_batch(
-            "DROP TRIGGER IF EXISTS session_counts_insert; DROP TRIGGER session_counts_delete;
+            "DROP TRIGGER data_epoch_assignments_update; DROP TRIGGER data_epoch_assignments_delete;
+             DROP TRIGGER data_epoch_sessions_update; DROP TRIGGER data_epoch_sessions_delete;
+             DROP TRIGGER data_epoch_pools_update; DROP TRIGGER data_epoch_pools_delete;
+             DROP TRIGGER data_epoch_providers_update; DROP TRIGGER data_epoch_providers_delete;
+             DROP TRIGGER IF EXISTS session_counts_insert; DROP TRIGGER session_counts_delete;
              DROP TRIGGER session_counts_update; DROP INDEX sessions_cooling;
              DROP TABLE session_counts; DROP TRIGGER auth_epoch_revoke;
              DROP TRIGGER auth_epoch_delete; DROP TABLE auth_epoch;
