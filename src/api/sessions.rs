@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::ids::{PoolId, ProviderId, SessionId, WorkspaceId};
 use crate::pb::v1::*;
 use crate::pb::Timestamp;
-use crate::store::providers::ProviderRow;
+use crate::store::providers::SessionTarget;
 use crate::store::sessions::{self as db, SessionRow};
 use crate::store::{self, pools, providers};
 
@@ -117,9 +117,9 @@ pub(crate) fn check_target(
     ws: WorkspaceId,
     pool: PoolId,
     provider: ProviderId,
-) -> Result<ProviderRow> {
+) -> Result<SessionTarget> {
     found(pools::get(tx, ws, pool)?, "pool")?;
-    let p = found(providers::get(tx, ws, provider)?, "provider")?;
+    let p = found(providers::session_target(tx, ws, provider)?, "provider")?;
     if !p.enabled {
         return Err(Error::precondition(
             "The provider is disabled; enable it before adding sessions.",
@@ -172,12 +172,12 @@ fn insert(
     sealer: &super::Sealer,
     ws: WorkspaceId,
     pool: PoolId,
-    provider: &ProviderRow,
+    provider: &SessionTarget,
     spec: Spec,
     next_index: &mut NextIndex,
 ) -> Result<Inserted> {
     let rotation = spec.endpoint.is_none();
-    if rotation && provider.gateway.is_none() {
+    if rotation && !provider.has_gateway {
         return Err(Error::precondition(
             "A rotation session needs a provider with a gateway; give the provider a gateway or the session a host and port.",
         ));
@@ -261,15 +261,11 @@ pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionR
         },
     )?;
     let keys = &ctx.state.keys;
+    // For the message only: the insert itself finds a taken token (its
+    // ON CONFLICT), without a read of its own before it.
+    let named = spec.token.clone();
     let row = ctx.write(|tx| {
         let p = check_target(tx, ws, pool, provider)?;
-        if let Some(t) = &spec.token {
-            if db::live_by_token(tx, pool, t)?.is_some() {
-                return Err(Error::exists(format!(
-                    "The token {t:?} is already used by a live session in this pool."
-                )));
-            }
-        }
         let sealer = super::Sealer::new(tx, keys, ws)?;
         match insert(tx, &sealer, ws, pool, &p, spec, &mut NextIndex::default())? {
             Inserted::New(row) => {
@@ -277,9 +273,10 @@ pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionR
                 db::count_created(tx, 1, 0)?;
                 Ok(*row)
             }
-            Inserted::Existing(_) => Err(Error::exists(
-                "The token is already used by a live session in this pool.",
-            )),
+            Inserted::Existing(_) => Err(Error::exists(match &named {
+                Some(t) => format!("The token {t:?} is already used by a live session in this pool."),
+                None => "The token is already used by a live session in this pool.".into(),
+            })),
         }
     })?;
     Ok(CreateSessionResponse {

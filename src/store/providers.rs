@@ -140,6 +140,38 @@ pub fn get(c: &Connection, ws: WorkspaceId, id: ProviderId) -> Result<Option<Pro
     )?)
 }
 
+/// What adding sessions needs of a provider, in one narrow read (the whole
+/// row was ~8k instructions of every CreateSession).
+pub struct SessionTarget {
+    pub id: ProviderId,
+    pub ptype: i32,
+    pub enabled: bool,
+    /// A gateway is set: a host (as `Group::read` of the gateway reads it).
+    pub has_gateway: bool,
+}
+
+/// The live provider of the workspace, for adding sessions to it.
+pub fn session_target(
+    c: &Connection,
+    ws: WorkspaceId,
+    id: ProviderId,
+) -> Result<Option<SessionTarget>> {
+    use rusqlite::OptionalExtension;
+    Ok(c.prepare_cached(
+        "SELECT type, enabled, gw_host IS NOT NULL FROM providers \
+         WHERE id = ?1 AND workspace_id = ?2 AND deleted_at IS NULL",
+    )?
+    .query_row(params![id, ws], |r| {
+        Ok(SessionTarget {
+            id,
+            ptype: r.get(0)?,
+            enabled: r.get(1)?,
+            has_gateway: r.get(2)?,
+        })
+    })
+    .optional()?)
+}
+
 pub fn list(
     c: &Connection,
     ws: WorkspaceId,
