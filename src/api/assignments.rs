@@ -512,6 +512,17 @@ fn proxy(scheme: String, host: String, port: i32, username: String, password: St
     }
 }
 
+/// The endpoint of a binding's session, built once per cached binding.
+fn proxy_of(tx: &Connection, keys: &Keyring, ws: WorkspaceId, b: &Bound) -> Result<Proxy> {
+    if let Some(p) = b.proxy.get() {
+        return Ok(p.clone());
+    }
+    let p = proxy_for(tx, keys, ws, &b.session, b.upstream.as_ref())?;
+    // Err: a concurrent resolve set it first, to the same value.
+    b.proxy.set(p.clone()).ok();
+    Ok(p)
+}
+
 /// The rows of the account's binding in this snapshot (data epoch
 /// `epoch`): from the binding cache, or read and kept there. None when the
 /// account has no assignment in the pool (NotFound when there is no pool).
@@ -544,6 +555,7 @@ fn bound(
         interval,
         on_unhealthy,
         upstream,
+        proxy: std::sync::OnceLock::new(),
     });
     cache.put(epoch, b.clone());
     Ok(Some(b))
@@ -572,10 +584,7 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
         };
         let (a, s) = (&b.assignment, &b.session);
         match assign::judge(&binding(a, s), &policy, now) {
-            Verdict::Keep => Ok(Some((
-                a.clone(),
-                proxy_for(tx, keys, ws, s, b.upstream.as_ref())?,
-            ))),
+            Verdict::Keep => Ok(Some((a.clone(), proxy_of(tx, keys, ws, &b)?))),
             Verdict::PinnedUnusable => Err(pinned_unusable()),
             Verdict::MustMove | Verdict::MoveIfPossible => Ok(None),
         }

@@ -274,7 +274,9 @@ pub fn create(ctx: &mut Ctx, req: CreateSessionRequest) -> Result<CreateSessionR
                 Ok(*row)
             }
             Inserted::Existing(_) => Err(Error::exists(match &named {
-                Some(t) => format!("The token {t:?} is already used by a live session in this pool."),
+                Some(t) => {
+                    format!("The token {t:?} is already used by a live session in this pool.")
+                }
                 None => "The token is already used by a live session in this pool.".into(),
             })),
         }

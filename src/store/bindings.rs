@@ -17,7 +17,7 @@
 //! the cache serves fleets that resolve far more often than they write.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
@@ -25,6 +25,7 @@ use super::assignments::AssignmentRow;
 use super::providers::Upstream;
 use super::sessions::SessionRow;
 use crate::ids::{PoolId, WorkspaceId};
+use crate::pb::v1::Proxy;
 
 /// At most this many accounts are kept; when full, the cache starts over.
 /// ~1 KB each with the map's overhead, so 100 MB at the very worst; 100,000
@@ -43,6 +44,14 @@ pub struct Bound {
     pub on_unhealthy: bool,
     /// None for a static session.
     pub upstream: Option<Upstream>,
+    /// The endpoint the rows resolve to, secrets opened, once a resolve
+    /// has built it: opening the sealed password (XChaCha20-Poly1305) and
+    /// rendering the gateway's templates was ~10k instructions of every
+    /// hit. It depends only on the rows above and the data keys, and a
+    /// re-seal or a credentials change rewrites a row (so a new epoch);
+    /// the process holds the data keys that open every secret anyway, so
+    /// keeping an opened one in memory exposes nothing more.
+    pub proxy: OnceLock<Proxy>,
 }
 
 pub struct Bindings {
@@ -153,6 +162,7 @@ mod tests {
             interval: 0,
             on_unhealthy: true,
             upstream: None,
+            proxy: OnceLock::new(),
         })
     }
 
