@@ -78,6 +78,24 @@ impl Ctx<'_> {
     pub fn read<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         self.read_at(|tx, _| f(tx))
     }
+    /// A read that may be answered from memory: `probe` gets the data
+    /// epoch of one autocommit read of the epochs (that single statement's
+    /// snapshot, in which the caller's key is confirmed too) and answers
+    /// when it can without SQL (the binding cache); otherwise `slow` runs
+    /// in a read transaction as with `read_at`. A hit costs one statement
+    /// and no BEGIN/COMMIT.
+    pub fn read_probe<T>(
+        &mut self,
+        probe: impl FnOnce(i64) -> Option<Result<T>>,
+        slow: impl FnOnce(&Connection, i64) -> Result<T>,
+    ) -> Result<T> {
+        let epoch = confirm(self.state, self.principal, &mut self.used)(&*self.conn)?;
+        if let Some(hit) = probe(epoch) {
+            return hit;
+        }
+        self.read_at(slow)
+    }
+
     /// A read transaction, as `read`, given the snapshot's data epoch too.
     pub fn read_at<T>(&mut self, f: impl FnOnce(&Connection, i64) -> Result<T>) -> Result<T> {
         let conn = &mut *self.conn;

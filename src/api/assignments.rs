@@ -512,15 +512,14 @@ fn proxy(scheme: String, host: String, port: i32, username: String, password: St
     }
 }
 
-/// The endpoint of a binding's session, built once per cached binding.
-fn proxy_of(tx: &Connection, keys: &Keyring, ws: WorkspaceId, b: &Bound) -> Result<Proxy> {
-    if let Some(p) = b.proxy.get() {
-        return Ok(p.clone());
+/// Whether a binding stands (true), must or may move (false), or is pinned
+/// to a session it cannot use (the error).
+fn stands(b: &Bound, now: i64) -> Result<bool> {
+    match assign::judge(&b.binding, &b.policy, now) {
+        Verdict::Keep => Ok(true),
+        Verdict::PinnedUnusable => Err(pinned_unusable()),
+        Verdict::MustMove | Verdict::MoveIfPossible => Ok(false),
     }
-    let p = proxy_for(tx, keys, ws, &b.session, b.upstream.as_ref())?;
-    // Err: a concurrent resolve set it first, to the same value.
-    b.proxy.set(p.clone()).ok();
-    Ok(p)
 }
 
 /// The rows of the account's binding in this snapshot (data epoch
@@ -535,7 +534,9 @@ fn bound(
     account: &str,
 ) -> Result<Option<Arc<Bound>>> {
     let (cache, counted) = (&state.bindings, &state.metrics.resolve_cache);
+    let state_keys = &state.keys;
     if let Some(b) = cache.get(epoch, ws, pool, account) {
+        // Filled by a concurrent resolve since this one's probe.
         counted[0].fetch_add(1, Relaxed);
         return Ok(Some(b));
     }
@@ -548,14 +549,18 @@ fn bound(
         true => None,
         false => providers::for_resolve(tx, s.provider_id)?,
     };
+    // Built now, whatever the verdict: a binding is read again only after
+    // a write, and a hit then needs it.
+    let proxy = proxy_for(tx, state_keys, ws, &s, upstream.as_ref()).ok();
     let b = Arc::new(Bound {
         ws,
+        binding: binding(&a, &s),
         assignment: a,
-        session: s,
-        interval,
-        on_unhealthy,
-        upstream,
-        proxy: std::sync::OnceLock::new(),
+        policy: Policy {
+            interval_ms: interval as i64 * 1000,
+            on_unhealthy,
+        },
+        proxy,
     });
     cache.put(epoch, b.clone());
     Ok(Some(b))
@@ -572,23 +577,35 @@ pub fn resolve(ctx: &mut Ctx, req: ResolveProxyRequest) -> Result<ResolveProxyRe
     let state = ctx.state;
 
     let mut moved = false;
-    // The common case: the binding stands, a read transaction is enough,
-    // and the rows it needs may be in the cache at this snapshot's epoch.
-    let standing = ctx.read_at(|tx, epoch| {
-        let Some(b) = bound(state, tx, epoch, ws, pool, account)? else {
-            return Ok(None);
-        };
-        let policy = Policy {
-            interval_ms: b.interval as i64 * 1000,
-            on_unhealthy: b.on_unhealthy,
-        };
-        let (a, s) = (&b.assignment, &b.session);
-        match assign::judge(&binding(a, s), &policy, now) {
-            Verdict::Keep => Ok(Some((a.clone(), proxy_of(tx, keys, ws, &b)?))),
-            Verdict::PinnedUnusable => Err(pinned_unusable()),
-            Verdict::MustMove | Verdict::MoveIfPossible => Ok(None),
-        }
-    })?;
+    // The common case: the binding stands. Its rows are in the cache at
+    // this snapshot's data epoch (one statement, no transaction), or a read
+    // transaction is enough.
+    let standing = ctx.read_probe(
+        |epoch| {
+            let b = state.bindings.get(epoch, ws, pool, account)?;
+            // Not buildable from these rows: the slow path gives the error.
+            let proxy = b.proxy.as_ref()?;
+            state.metrics.resolve_cache[0].fetch_add(1, Relaxed);
+            Some(stands(&b, now).map(|keep| keep.then(|| (b.assignment.clone(), proxy.clone()))))
+        },
+        |tx, epoch| {
+            let Some(b) = bound(state, tx, epoch, ws, pool, account)? else {
+                return Ok(None);
+            };
+            if !stands(&b, now)? {
+                return Ok(None);
+            }
+            let proxy = match &b.proxy {
+                Some(p) => p.clone(),
+                // Could not be built from these rows: the error, again.
+                None => {
+                    let s = session(tx, b.assignment.session_id)?;
+                    proxy_for(tx, keys, ws, &s, None)?
+                }
+            };
+            Ok(Some((b.assignment.clone(), proxy)))
+        },
+    )?;
     let (a, proxy) = match standing {
         Some(x) => x,
         // Create or move under the write lock, deciding again on what is

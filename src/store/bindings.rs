@@ -17,41 +17,41 @@
 //! the cache serves fleets that resolve far more often than they write.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use super::assignments::AssignmentRow;
-use super::providers::Upstream;
-use super::sessions::SessionRow;
+use crate::assign::{Binding, Policy};
 use crate::ids::{PoolId, WorkspaceId};
 use crate::pb::v1::Proxy;
 
 /// At most this many accounts are kept; when full, the cache starts over.
-/// ~1 KB each with the map's overhead, so 100 MB at the very worst; 100,000
+/// ~0.6 KB each with the map's overhead, so 60 MB at the very worst; 100,000
 /// accounts resolving with no write in between is the case it serves.
 const MAX_ENTRIES: usize = 100_000;
 
-/// What `store::assignments::binding` (and, for a rotation session,
-/// `store::providers::for_resolve`) read for one account.
+/// What a resolve needs of one account's binding, from the rows
+/// `store::assignments::binding` (and, for a rotation session,
+/// `store::providers::for_resolve`) read: the assignment for the answer,
+/// what the rule judges, and the endpoint.
 pub struct Bound {
     /// The workspace the rows were read for (the pool's).
     pub ws: WorkspaceId,
     pub assignment: AssignmentRow,
-    pub session: SessionRow,
-    /// The pool's rotation interval (seconds) and on-unhealthy switch.
-    pub interval: i32,
-    pub on_unhealthy: bool,
-    /// None for a static session.
-    pub upstream: Option<Upstream>,
-    /// The endpoint the rows resolve to, secrets opened, once a resolve
-    /// has built it: opening the sealed password (XChaCha20-Poly1305) and
-    /// rendering the gateway's templates was ~10k instructions of every
-    /// hit. It depends only on the rows above and the data keys, and a
-    /// re-seal or a credentials change rewrites a row (so a new epoch);
-    /// the process holds the data keys that open every secret anyway, so
-    /// keeping an opened one in memory exposes nothing more.
-    pub proxy: OnceLock<Proxy>,
+    /// The session's state as the rule sees it, and the pool's policy:
+    /// judged against the clock on every hit.
+    pub binding: Binding,
+    pub policy: Policy,
+    /// The endpoint the rows resolve to, secrets opened: opening the
+    /// sealed password (XChaCha20-Poly1305) and rendering the gateway's
+    /// templates was ~10k instructions of every hit. It depends only on
+    /// the rows and the data keys, and a re-seal or a credentials change
+    /// rewrites a row (so a new epoch); the process holds the data keys
+    /// that open every secret anyway, so an opened one kept in memory
+    /// exposes nothing more. None when it could not be built (a rotation
+    /// session whose provider has no gateway): such a resolve reads again.
+    pub proxy: Option<Proxy>,
 }
 
 pub struct Bindings {
@@ -131,22 +131,14 @@ impl Bindings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::{ProviderId, SessionId};
+    use crate::ids::SessionId;
 
     fn bound(ws: WorkspaceId, pool: PoolId, account: &str) -> Arc<Bound> {
-        let s = SessionRow::new(
-            SessionId::generate(),
-            ws,
-            pool,
-            ProviderId::generate(),
-            "t".into(),
-            1,
-        );
         let a = AssignmentRow {
             id: crate::ids::AssignmentId::generate(),
             workspace_id: ws,
             pool_id: pool,
-            session_id: s.id,
+            session_id: SessionId::generate(),
             account_name: account.into(),
             pinned: false,
             bound_at: 1,
@@ -158,11 +150,19 @@ mod tests {
         Arc::new(Bound {
             ws,
             assignment: a,
-            session: s,
-            interval: 0,
-            on_unhealthy: true,
-            upstream: None,
-            proxy: OnceLock::new(),
+            binding: Binding {
+                pinned: false,
+                bound_at: 1,
+                session_enabled: true,
+                session_deleted: false,
+                session_unhealthy_until: None,
+                session_expires_at: None,
+            },
+            policy: Policy {
+                interval_ms: 0,
+                on_unhealthy: true,
+            },
+            proxy: None,
         })
     }
 
