@@ -45,13 +45,15 @@ fn configure(c: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     c.pragma_update(None, "journal_mode", "WAL")?;
     c.pragma_update(None, "synchronous", sync.name())?;
     c.pragma_update(None, "foreign_keys", "ON")?;
-    // Reads straight from the OS page cache instead of a pread and a copy
-    // per page: point reads on a large database were the top of the
-    // ResolveProxy profile. Address space only; the OS decides residency.
-    c.pragma_update(None, "mmap_size", 1i64 << 30)?;
-    // Up to 32 MiB of page headers and written pages per connection (the
-    // default is 2 MiB): at 1M sessions it cut ResolveProxy CPU by ~15 %.
-    c.pragma_update(None, "cache_size", -32768)?;
+    // No memory map, and SQLite's default 2 MiB page cache per connection.
+    // A map was the top lever for point reads on a large database before
+    // the binding cache, but every pooled connection mapped the file and
+    // touched its pages, so the resident set counted the same pages once
+    // per connection (26 MB of the 77 MB peak under the resolve load).
+    // Now sticky resolves are answered from memory, and without the map
+    // the peak is 64 MB for the same req/s (BENCHMARKS.md).
+    c.pragma_update(None, "mmap_size", 0)?;
+    c.pragma_update(None, "cache_size", -2048)?;
     c.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
