@@ -118,7 +118,7 @@ pub(crate) fn check_target(
     pool: PoolId,
     provider: ProviderId,
 ) -> Result<SessionTarget> {
-    found(pools::get(tx, ws, pool)?, "pool")?;
+    found(pools::exists(tx, ws, pool)?.then_some(()), "pool")?;
     let p = found(providers::session_target(tx, ws, provider)?, "provider")?;
     if !p.enabled {
         return Err(Error::precondition(
