@@ -8,11 +8,16 @@
 //! through the upstream by `upstream`. Nothing reaches a target before the
 //! login is checked, and nothing reaches it except through the upstream.
 //!
+//! Plain HTTP to an HTTP upstream is forwarded in absolute form with the
+//! upstream's credentials (`upstream::forward`); everything else goes
+//! through a tunnel the upstream opens (`upstream::tunnel`).
+//!
 //! Health from traffic: an upstream that cannot be reached, times out, or
-//! answers 407/5xx is reported failed, an established tunnel succeeded,
-//! both through ReportSessionResult's rule. When a tunnel fails before the
-//! bot has its answer, the account is resolved again and, if policy moved
-//! it (pinned accounts never move), the new session is tried once.
+//! answers a tunnel with 407/5xx (a forwarded request: 407, or closes before
+//! answering) is reported failed, an established tunnel succeeded, both
+//! through ReportSessionResult's rule. When an attempt fails before the bot
+//! has any answer, the account is resolved again and, if policy moved it
+//! (pinned accounts never move), the new session is tried once.
 
 mod engine;
 mod upstream;
@@ -126,17 +131,52 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
+/// Where a bot's connection goes: a tunnel to `host:port`, or (`plain`)
+/// its plain-HTTP request and the body bytes read with the head.
+struct Target<'a> {
+    host: &'a str,
+    port: u16,
+    plain: Option<(&'a wire::Head<'a>, &'a [u8])>,
+}
+
+/// What an attempt through one upstream gave.
+enum Opened {
+    /// A tunnel to the target, and bytes the upstream sent after its answer.
+    Tunnel(TcpStream, Vec<u8>),
+    /// A plain-HTTP request forwarded to an HTTP upstream (already sent),
+    /// and the upstream's answer so far, for the bot.
+    Forwarded(TcpStream, Vec<u8>),
+}
+
+/// One attempt through `up`: plain HTTP to an HTTP upstream is forwarded
+/// in absolute form; everything else goes through a tunnel.
+async fn attempt(state: &State, up: &Upstream, t: &Target<'_>) -> Result<Opened, Fail> {
+    let connect = Duration::from_secs(state.config.gateway_connect_timeout_seconds);
+    match t.plain {
+        Some((head, body)) if up.scheme == "http" => {
+            let answer = (!wire::body_remains(head, body.len()))
+                .then(|| Duration::from_secs(state.config.gateway_idle_timeout_seconds));
+            let request = upstream::forward_request(head, up, body);
+            let (s, a) = upstream::forward(up, &request, connect, answer).await?;
+            Ok(Opened::Forwarded(s, a))
+        }
+        _ => {
+            let (s, early) = upstream::tunnel(up, t.host, t.port, connect).await?;
+            Ok(Opened::Tunnel(s, early))
+        }
+    }
+}
+
 /// Resolves the account, tries its upstream, and on a failure that counts
 /// against the session reports it and tries once more if policy moved the
-/// account; reports the established tunnel's success.
-async fn open_tunnel(
+/// account; reports the success of an established tunnel (or a forwarded
+/// request the upstream took).
+async fn open(
     state: &Arc<State>,
     caller: Caller,
     account: &str,
-    host: &str,
-    port: u16,
-) -> Result<(TcpStream, Vec<u8>, Upstream), Refusal> {
-    let timeout = Duration::from_secs(state.config.gateway_connect_timeout_seconds);
+    target: &Target<'_>,
+) -> Result<(Opened, Upstream), Refusal> {
     let mut tried: Option<Vec<u8>> = None;
     loop {
         let up = blocking(|| engine::resolve(state, caller, account)).map_err(Refusal::Resolve)?;
@@ -146,8 +186,8 @@ async fn open_tunnel(
                 "the account's upstream proxy failed and policy keeps the account on it".into(),
             )));
         }
-        match upstream::tunnel(&up, host, port, timeout).await {
-            Ok((s, rest)) => {
+        match attempt(state, &up, target).await {
+            Ok(opened) => {
                 state.metrics.gateway.established.fetch_add(1, Relaxed);
                 let ok = blocking(|| {
                     engine::report(state, caller, &up.session_id, true, "gateway tunnel")
@@ -158,7 +198,7 @@ async fn open_tunnel(
                         e.message
                     );
                 }
-                return Ok((s, rest, up));
+                return Ok((opened, up));
             }
             Err(f) => {
                 state.metrics.gateway.failed(f.reason());
@@ -299,7 +339,12 @@ async fn http(state: &Arc<State>, mut stream: TcpStream, peer: IpAddr) {
             return reply(&mut stream, code, &msg).await;
         }
     };
-    let (mut up, early, upstream) = match open_tunnel(state, caller, &account, &host, port).await {
+    let target = Target {
+        host: &host,
+        port,
+        plain: (!connect).then_some((&head, rest.as_slice())),
+    };
+    let (opened, upstream) = match open(state, caller, &account, &target).await {
         Ok(x) => x,
         Err(r) => {
             if matches!(r, Refusal::Resolve(_)) {
@@ -309,13 +354,40 @@ async fn http(state: &Arc<State>, mut stream: TcpStream, peer: IpAddr) {
             return reply(&mut stream, code, &msg).await;
         }
     };
-    let first = if connect {
-        None
-    } else {
-        Some((&head, path.as_str()))
-    };
-    if begin(&mut stream, &mut up, first, &rest, &early).await {
-        pipe(state, stream, up, upstream.pool_id.to_base64()).await;
+    let first = (!connect).then_some((&head, path.as_str()));
+    relay(
+        state,
+        stream,
+        opened,
+        first,
+        &rest,
+        upstream.pool_id.to_base64(),
+    )
+    .await;
+}
+
+/// Carries the bytes both ways once an upstream took the connection.
+async fn relay(
+    state: &Arc<State>,
+    mut stream: TcpStream,
+    opened: Opened,
+    first: Option<(&wire::Head<'_>, &str)>,
+    rest: &[u8],
+    pool: String,
+) {
+    match opened {
+        Opened::Tunnel(mut up, early) => {
+            if begin(&mut stream, &mut up, first, rest, &early).await {
+                pipe(state, stream, up, pool).await;
+            }
+        }
+        // The request (and the body read with it) went out with the
+        // attempt; the rest of a body, and the answer, are piped.
+        Opened::Forwarded(up, answer) => {
+            if answer.is_empty() || stream.write_all(&answer).await.is_ok() {
+                pipe(state, stream, up, pool).await;
+            }
+        }
     }
 }
 
@@ -441,8 +513,15 @@ async fn socks5(state: &Arc<State>, mut stream: TcpStream, peer: IpAddr) {
         }
     };
     let (host, port) = target;
-    match open_tunnel(state, caller, &account, &host, port).await {
-        Ok((up, early, upstream)) => {
+    let target = Target {
+        host: &host,
+        port,
+        plain: None,
+    };
+    match open(state, caller, &account, &target).await {
+        // Without `plain`, every attempt is a tunnel.
+        Ok((Opened::Tunnel(up, early), upstream))
+        | Ok((Opened::Forwarded(up, early), upstream)) => {
             if stream
                 .write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0])
                 .await

@@ -84,6 +84,82 @@ async fn dial(up: &Upstream, host: &str, port: u16) -> Result<(TcpStream, Vec<u8
     }
 }
 
+/// Plain HTTP forwarded to an HTTP upstream in absolute form: connects,
+/// writes `request` (the rewritten head and what of the body was read with
+/// it) and, when `answer` is given (no more body to send), reads the
+/// upstream's answer head for its status. The connection and the answer's
+/// bytes so far (to relay to the bot first).
+///
+/// Counted against the session: no connection, a connect timeout, the
+/// upstream closing before it answers, and 407. A 5xx is relayed and not
+/// counted: a forwarding proxy passes on the origin's own 5xx, and the two
+/// cannot be told apart. An answer slower than `answer` is the origin's
+/// slowness as much as the upstream's: refused, not counted.
+pub async fn forward(
+    up: &Upstream,
+    request: &[u8],
+    connect: Duration,
+    answer: Option<Duration>,
+) -> Result<(TcpStream, Vec<u8>), Fail> {
+    let mut s = match tokio::time::timeout(connect, TcpStream::connect((up.host.as_str(), up.port)))
+        .await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(_)) => return Err(Fail::Connect),
+        Err(_) => return Err(Fail::Timeout),
+    };
+    s.set_nodelay(true).ok();
+    s.write_all(request).await.map_err(|_| Fail::Connect)?;
+    let Some(wait) = answer else {
+        return Ok((s, Vec::new()));
+    };
+    let (mut head, rest) = match tokio::time::timeout(wait, read_head(&mut s, 64 * 1024)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(Fail::Target(
+                "the upstream proxy gave no answer in time".into(),
+            ))
+        }
+    };
+    match wire::status(&head) {
+        Some(407) => Err(Fail::Upstream(
+            "the upstream proxy refused its credentials (407)".into(),
+        )),
+        None => Err(Fail::Upstream(
+            "the upstream proxy did not answer in HTTP".into(),
+        )),
+        Some(_) => {
+            head.extend_from_slice(&rest);
+            Ok((s, head))
+        }
+    }
+}
+
+/// The bot's plain-HTTP request as it goes to an HTTP upstream: absolute
+/// form kept, the bot's login and hop-by-hop headers dropped, the
+/// upstream's own credentials added, one request per connection; then the
+/// body bytes read with the head.
+pub fn forward_request(head: &wire::Head<'_>, up: &Upstream, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("{} {} {}\r\n", head.method, head.target, head.version);
+    for (n, v) in &head.headers {
+        if !wire::hop_by_hop(n) {
+            out.push_str(n);
+            out.push_str(": ");
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+    }
+    if !up.username.is_empty() || !up.password.is_empty() {
+        out.push_str("Proxy-Authorization: ");
+        out.push_str(&wire::basic(&up.username, &up.password));
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
 fn bracketed(host: &str) -> String {
     if host.contains(':') {
         format!("[{host}]")
@@ -238,5 +314,42 @@ async fn socks5(s: &mut TcpStream, up: &Upstream, host: &str, port: u16) -> Resu
         c => Err(Fail::Target(format!(
             "the upstream SOCKS5 proxy could not reach the target (reply {c})"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forwarded_request_keeps_absolute_form_and_carries_the_upstreams_login_only() {
+        let head = wire::parse_head(
+            b"GET http://origin.test:8080/a?b=1 HTTP/1.1\r\nHost: origin.test:8080\r\n\
+              Proxy-Authorization: Basic Ym90czpwcF9zZWNyZXQ=\r\nProxy-Connection: keep-alive\r\n\
+              Connection: keep-alive\r\nAccept: */*\r\n\r\n",
+        )
+        .unwrap();
+        let up = Upstream {
+            scheme: "http".into(),
+            host: "127.0.0.1".into(),
+            port: 3128,
+            username: "alice".into(),
+            password: "p@ss:w/rd%".into(),
+            session_id: Vec::new(),
+            pool_id: crate::ids::PoolId::generate(),
+        };
+        let out = String::from_utf8(forward_request(&head, &up, b"xy")).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "GET http://origin.test:8080/a?b=1 HTTP/1.1\r\nHost: origin.test:8080\r\nAccept: */*\r\n\
+                 Proxy-Authorization: {}\r\nConnection: close\r\n\r\nxy",
+                wire::basic("alice", "p@ss:w/rd%")
+            )
+        );
+        assert!(
+            !out.contains("Ym90czpwcF9zZWNyZXQ="),
+            "the bot's key goes no further"
+        );
     }
 }

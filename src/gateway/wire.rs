@@ -175,6 +175,17 @@ pub fn absolute_http(target: &str) -> Option<(String, u16, String)> {
     Some((host, port, path))
 }
 
+/// Whether a request's body goes on past the `read` bytes that came with
+/// its head: a chunked body always may, a Content-Length one when longer.
+pub fn body_remains(head: &Head<'_>, read: usize) -> bool {
+    if head.header("transfer-encoding").is_some() {
+        return true;
+    }
+    head.header("content-length")
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n > read)
+}
+
 /// The status code of an upstream's response head.
 pub fn status(head: &[u8]) -> Option<u16> {
     let text = std::str::from_utf8(head).ok()?;
@@ -201,6 +212,20 @@ pub fn hop_by_hop(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_remains_when_longer_than_what_came_with_the_head_or_chunked() {
+        let head = |extra: &'static str| {
+            let text: &'static str = Box::leak(
+                format!("POST http://o/ HTTP/1.1\r\nHost: o\r\n{extra}\r\n").into_boxed_str(),
+            );
+            parse_head(text.as_bytes()).unwrap()
+        };
+        assert!(!body_remains(&head(""), 0));
+        assert!(!body_remains(&head("Content-Length: 5\r\n"), 5));
+        assert!(body_remains(&head("Content-Length: 5\r\n"), 4));
+        assert!(body_remains(&head("Transfer-Encoding: chunked\r\n"), 100));
+    }
 
     #[test]
     fn first_byte_tells_socks5_from_http() {

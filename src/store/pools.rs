@@ -47,11 +47,12 @@ pub fn get(c: &Connection, ws: WorkspaceId, id: PoolId) -> Result<Option<PoolRow
 /// Whether the pool exists in the workspace, without reading its row.
 pub fn exists(c: &Connection, ws: WorkspaceId, id: PoolId) -> Result<bool> {
     use rusqlite::OptionalExtension;
-    Ok(c
-        .prepare_cached("SELECT 1 FROM pools WHERE id = ?1 AND workspace_id = ?2")?
-        .query_row(params![id, ws], |_| Ok(()))
-        .optional()?
-        .is_some())
+    Ok(
+        c.prepare_cached("SELECT 1 FROM pools WHERE id = ?1 AND workspace_id = ?2")?
+            .query_row(params![id, ws], |_| Ok(()))
+            .optional()?
+            .is_some(),
+    )
 }
 
 pub fn list(

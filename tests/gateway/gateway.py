@@ -1,9 +1,13 @@
 """The built-in proxy gateway against real software.
 
 Upstreams: PyPI proxy.py HTTP proxies with --basic-auth (their access logs
-tell which upstream carried each request). Clients: curl as an HTTP proxy
-client (plain HTTP and CONNECT) and as a SOCKS5 client, Python requests.
-Origin: a local HTTP server (and the same through CONNECT).
+tell which upstream carried each request, and whether a plain request came
+in absolute form or through CONNECT), PyPI pproxy as a SOCKS5 upstream with
+username/password and as the HTTP upstreams of the 1,000 concurrent bots.
+Clients: curl as an HTTP proxy client (plain HTTP and CONNECT) and as a
+SOCKS5 client, Python requests and httpx, Node undici's ProxyAgent, and raw
+asyncio sockets for the crowd. Origins: a local HTTP server and a local
+HTTPS server whose self-signed certificate the clients are given to trust.
 
 Covered: plain HTTP forwarding and CONNECT through the account's upstream
 with the upstream's credentials (hard characters included); SOCKS5 with
@@ -11,8 +15,12 @@ username/password; stickiness per account across connections; failover when
 the upstream dies (the same connection's retry and the next connection);
 pinned accounts never move; no or wrong login is 407 with
 Proxy-Authenticate; a key without resolve rights is 403; the gateway never
-goes to a target directly; 1,000 bots, 50 at a time.
+goes to a target directly; HTTPS origins through the tunnel; SOCKS5 on
+both sides; 1,000 bots at once.
 """
+
+import asyncio
+import ssl
 
 import base64
 import concurrent.futures
@@ -30,6 +38,8 @@ import urllib.request
 
 SERVER_BIN = os.environ["SERVER_BIN"]
 PROXY_PY = os.environ["PROXY_PY"]
+PPROXY = os.environ["PPROXY"]
+NODE_DIR = os.environ["NODE_DIR"]  # has node_modules/undici
 RESULTS = {"passed": 0, "failed": 0}
 PROCS = []
 
@@ -61,10 +71,55 @@ class Origin(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def start_origin():
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Origin)
+class Server(http.server.ThreadingHTTPServer):
+    # 1,000 bots connect at once: a listen backlog that holds them.
+    request_queue_size = 2048
+
+
+def start_origin(cert=None):
+    srv = Server(("127.0.0.1", 0), Origin)
+    if cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv.server_address[1]
+
+
+def make_cert(tmp):
+    """A self-signed certificate for 127.0.0.1: (cert, key) paths."""
+    cert, key = os.path.join(tmp, "origin.crt"), os.path.join(tmp, "origin.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+class Pproxy:
+    """A pproxy upstream (`scheme` http or socks5) with a login; --auth 0 so
+    that it checks the login on every connection (by default it trusts an
+    address that logged in once). Its -v log names each connection."""
+
+    def __init__(self, tmp, name, scheme, user, password):
+        self.port = free_port()
+        self.user, self.password = user, password
+        self.log = os.path.join(tmp, f"{name}.log")
+        self.proc = subprocess.Popen(
+            [PPROXY, "-l", f"{scheme}://127.0.0.1:{self.port}#{user}:{password}", "--auth", "0", "-v"],
+            stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        PROCS.append(self.proc)
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit(f"pproxy did not start on {self.port}")
+
+    def served(self):
+        with open(self.log) as f:
+            return sum(" -> " in line for line in f)
 
 
 class Upstream:
@@ -114,6 +169,19 @@ class Upstream:
         except FileNotFoundError:
             return 0
 
+    def last_line(self, wait=2.0):
+        """The newest access-log line (logged just after the response)."""
+        until = time.time() + wait
+        while True:
+            try:
+                with open(self.log) as f:
+                    lines = [l for l in f if "access_log" in l]
+            except FileNotFoundError:
+                lines = []
+            if lines or time.time() >= until:
+                return lines[-1].strip() if lines else ""
+            time.sleep(0.05)
+
     def carried_after(self, before, wait=2.0):
         """Whether it served a request since it had served `before`
         (proxy.py logs just after the response: waited for briefly)."""
@@ -145,6 +213,7 @@ def start_server(tmp):
     data = os.path.join(tmp, "data")
     gw_port = free_port()
     env = dict(os.environ, PROXYPLANE_GATEWAY_LISTEN=f"127.0.0.1:{gw_port}",
+               PROXYPLANE_GATEWAY_MAX_TUNNELS="4000",
                PROXYPLANE_LOG_LEVEL="info", PROXYPLANE_RATE_LIMIT_PER_SECOND="0")
     err = open(os.path.join(tmp, "server.err"), "w")
     p = subprocess.Popen([SERVER_BIN, "--data-dir", data, "serve", "--listen", "127.0.0.1:0"],
@@ -213,6 +282,12 @@ def main():
     check("plain HTTP reaches the origin through the account's upstream",
           code == 200 and body == "origin saw /plain-1" and up1 is not None and went_through(before, up1),
           f"{code} {body!r} {err}")
+    # proxy.py logs a forwarded request as "GET host:port/path" (a tunnel as
+    # "CONNECT host:port"): absolute form, and it took the upstream's own
+    # credentials (hard characters and all) or it would have answered 407.
+    last = up1.last_line() if up1 else ""
+    check("plain HTTP is forwarded to the HTTP upstream in absolute form, with its credentials",
+          f" GET 127.0.0.1:{origin}/plain-1 - 200" in last, last)
     # CONNECT (curl -p tunnels even for http://), same upstream: sticky.
     before = counts()
     code, body, err = curl(["-p", "-x", proxy, f"{target}/tunnel-1"])
@@ -298,6 +373,10 @@ def main():
     bad = [g for g in got if g is not True]
     check("1,000 bots, 50 at a time, all reach the origin", not bad, f"{len(bad)} failed, e.g. {bad[:3]}")
 
+    more_clients(tmp, ws, prov, api, key, gw, origin)
+    socks_upstream(tmp, ws, prov, api, key, gw, origin)
+    crowd(tmp, ws, prov, api, key, gw, origin)
+
     # Metrics name the gateway's tunnels.
     with urllib.request.urlopen(urllib.request.Request(f"{url}/metrics", headers={"Authorization": f"Bearer {admin}"}), timeout=10) as r:
         metrics = r.read().decode()
@@ -309,6 +388,132 @@ def main():
     server.terminate()
     server.wait(timeout=20)
     check("SIGTERM stops the server with the gateway", server.returncode == 0, str(server.returncode))
+
+
+def more_clients(tmp, ws, prov, api, key, gw, origin):
+    """httpx and undici, over HTTP and to an HTTPS origin (curl and requests
+    too), each client trusting the origin's certificate explicitly."""
+    cert = make_cert(tmp)
+    tls = start_origin(cert)
+    pool = api.call("CreatePool", {"workspaceId": ws, "name": "clients"})["pool"]["id"]
+    up = Upstream(tmp, "clients", "erin", "tl$:p@ss")
+    api.call("CreateSession", {"workspaceId": ws, "poolId": pool, "providerId": prov, "token": "c",
+                               "scheme": "http", "host": "127.0.0.1", "port": up.port,
+                               "username": up.user, "password": up.password})
+    proxy = f"http://clients.bot1:{key}@127.0.0.1:{gw}"
+    plain, secure = f"http://127.0.0.1:{origin}", f"https://127.0.0.1:{tls}"
+
+    code, body, err = curl(["--cacert", cert[0], "-x", proxy, f"{secure}/tls-curl"])
+    check("curl reaches an HTTPS origin through the gateway", code == 200 and body == "origin saw /tls-curl",
+          f"{code} {body!r} {err}")
+    import requests
+    r = requests.get(f"{secure}/tls-requests", proxies={"https": proxy}, verify=cert[0], timeout=15)
+    check("requests reaches an HTTPS origin through the gateway",
+          r.status_code == 200 and r.text == "origin saw /tls-requests", f"{r.status_code} {r.text[:80]!r}")
+
+    import httpx
+    before = up.served()
+    with httpx.Client(proxy=proxy, verify=cert[0], timeout=15) as c:
+        a = c.get(f"{plain}/httpx-plain")
+        b = c.get(f"{secure}/httpx-tls")
+    check("httpx, plain HTTP and an HTTPS origin, through the account's upstream",
+          (a.status_code, a.text, b.status_code, b.text) == (200, "origin saw /httpx-plain", 200, "origin saw /httpx-tls")
+          and up.carried_after(before),
+          f"{a.status_code} {a.text[:60]!r} {b.status_code} {b.text[:60]!r}")
+
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "undici.mjs")
+    r = subprocess.run(["node", script, proxy, f"{plain}/undici-plain", f"{secure}/undici-tls", cert[0]],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, NODE_PATH=os.path.join(NODE_DIR, "node_modules")), cwd=NODE_DIR)
+    check("undici ProxyAgent, plain HTTP and an HTTPS origin",
+          r.returncode == 0 and r.stdout.split("\n")[:2] == ["200 origin saw /undici-plain", "200 origin saw /undici-tls"],
+          f"rc={r.returncode} out={r.stdout[:200]!r} err={r.stderr[-300:]!r}")
+
+
+def socks_upstream(tmp, ws, prov, api, key, gw, origin):
+    """A SOCKS5 upstream (pproxy, username/password): reached by an HTTP
+    proxy client and by a SOCKS5 client of the gateway."""
+    up = Pproxy(tmp, "socks", "socks5", "carol", "s0cks")
+    pool = api.call("CreatePool", {"workspaceId": ws, "name": "socks"})["pool"]["id"]
+    api.call("CreateSession", {"workspaceId": ws, "poolId": pool, "providerId": prov, "token": "s",
+                               "scheme": "socks5", "host": "127.0.0.1", "port": up.port,
+                               "username": up.user, "password": up.password})
+    target = f"http://127.0.0.1:{origin}"
+    n = up.served()
+    code, body, err = curl(["-x", f"http://socks.bot1:{key}@127.0.0.1:{gw}", f"{target}/socks-up-http"])
+    time.sleep(0.2)
+    check("plain HTTP through a SOCKS5 upstream", code == 200 and body == "origin saw /socks-up-http"
+          and up.served() == n + 1, f"{code} {body!r} {err} served {n} -> {up.served()}")
+    code, body, err = curl(["--socks5-hostname", f"127.0.0.1:{gw}", "--proxy-user", f"socks.bot1:{key}",
+                            f"{target}/socks-both"])
+    time.sleep(0.2)
+    check("SOCKS5 on both sides (client -> gateway -> SOCKS5 upstream)",
+          code == 200 and body == "origin saw /socks-both" and up.served() == n + 2,
+          f"{code} {body!r} {err} served {n} -> {up.served()}")
+
+
+def crowd(tmp, ws, prov, api, key, gw, origin, n=1000):
+    """1,000 bots at once, each its own account, over two pproxy HTTP
+    upstreams: every bot reaches the origin, every account is bound, both
+    upstreams carry their share, and a second round stays sticky."""
+    ups = [Pproxy(tmp, f"crowd-{i}", "http", f"crowd{i}", f"pw{i}") for i in range(2)]
+    pool = api.call("CreatePool", {"workspaceId": ws, "name": "crowd"})["pool"]["id"]
+    by_session = {}
+    for i, up in enumerate(ups):
+        sid = api.call("CreateSession", {"workspaceId": ws, "poolId": pool, "providerId": prov,
+                                         "token": f"crowd{i}", "scheme": "http", "host": "127.0.0.1",
+                                         "port": up.port, "username": up.user,
+                                         "password": up.password})["session"]["id"]
+        by_session[sid] = up
+
+    async def bot(i):
+        auth = base64.b64encode(f"crowd.bot{i}:{key}".encode()).decode()
+        try:
+            r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", gw), 30)
+            w.write((f"GET http://127.0.0.1:{origin}/crowd-{i} HTTP/1.1\r\nHost: 127.0.0.1:{origin}\r\n"
+                     f"Proxy-Authorization: Basic {auth}\r\nConnection: close\r\n\r\n").encode())
+            data = await asyncio.wait_for(r.read(), 60)
+            w.close()
+        except (OSError, asyncio.TimeoutError) as e:
+            return f"bot{i}: {e!r}"
+        ok = data.startswith(b"HTTP/1.") and b" 200 " in data[:20] and data.endswith(f"origin saw /crowd-{i}".encode())
+        return True if ok else f"bot{i}: {data[:80]!r}"
+
+    async def all_at_once():
+        # Every connection is opened before any answer is read: 1,000 at once.
+        return await asyncio.gather(*(bot(i) for i in range(n)))
+
+    before = sum(u.served() for u in ups)
+    got = asyncio.run(all_at_once())
+    bad = [g for g in got if g is not True]
+    check(f"{n:,} bots at once, each with its own account, all reach the origin", not bad,
+          f"{len(bad)} failed, e.g. {bad[:3]}")
+    bound = {}
+    cursor = ""
+    while True:
+        page = api.call("ListAssignments", {"workspaceId": ws, "poolId": pool, "pageSize": 1000, "pageToken": cursor})
+        for a in page.get("assignments", []):
+            bound[a["accountName"]] = by_session[a["sessionId"]]
+        cursor = page.get("nextPageToken", "")
+        if not cursor:
+            break
+    time.sleep(0.5)
+    served = [u.served() for u in ups]
+    check(f"{n:,} accounts bound, both upstreams carried their share",
+          len(bound) == n and all(s > 0 for s in served) and sum(served) - before >= n,
+          f"bound {len(bound)}, served {served}")
+    # Sticky: a second request of a sample goes through the same upstream.
+    sample = [i for i in range(0, n, 50)]
+    moved = []
+    for i in sample:
+        up = bound[f"bot{i}"]
+        k = up.served()
+        code, body, _ = curl(["-x", f"http://crowd.bot{i}:{key}@127.0.0.1:{gw}", f"http://127.0.0.1:{origin}/again-{i}"])
+        time.sleep(0.05)
+        if code != 200 or up.served() != k + 1:
+            moved.append(i)
+    check("a second request of each sampled bot goes through its own account's upstream", not moved,
+          f"moved: {moved[:5]}")
 
 
 if __name__ == "__main__":

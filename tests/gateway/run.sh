@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The built-in proxy gateway with real software on both sides: upstreams are
-# PyPI proxy.py (HTTP proxy with --basic-auth) run by the suite, clients are
-# curl (HTTP proxy and SOCKS5) and Python requests, the origin a local HTTP
-# server. See gateway.py for what is covered.
+# PyPI proxy.py (HTTP proxy with --basic-auth) and pproxy (SOCKS5 and HTTP
+# with a login) run by the suite; clients are curl (HTTP proxy and SOCKS5),
+# Python requests and httpx, and Node undici's ProxyAgent; origins a local
+# HTTP and a local HTTPS server (openssl makes its certificate). See
+# gateway.py for what is covered.
 #
 #   tests/gateway/run.sh
 #
@@ -20,12 +22,19 @@ if [ -z "${PROXYPLANE_BIN:-}" ]; then
   PROXYPLANE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/proxyplane"
 fi
 
-if [ ! -x "$VENV/bin/proxy" ] || ! "$VENV/bin/python" -c 'import requests, socks' 2>/dev/null; then
+if [ ! -x "$VENV/bin/pproxy" ] || ! "$VENV/bin/python" -c 'import requests, socks, httpx' 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt"
 fi
-command -v curl >/dev/null || { echo "gateway: curl is needed" >&2; exit 1; }
+NODE_DIR="$ROOT/target/gateway-node"
+if [ ! -d "$NODE_DIR/node_modules/undici" ]; then
+  mkdir -p "$NODE_DIR"
+  (cd "$NODE_DIR" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent --no-audit --no-fund undici@6.21.3 >/dev/null)
+fi
+for tool in curl openssl node; do
+  command -v "$tool" >/dev/null || { echo "gateway: $tool is needed" >&2; exit 1; }
+done
 
 exec env -u PROXYPLANE_CONFIG -u PROXYPLANE_MASTER_KEY -u PROXYPLANE_BIN \
-  SERVER_BIN="$PROXYPLANE_BIN" PROXY_PY="$VENV/bin/proxy" \
+  SERVER_BIN="$PROXYPLANE_BIN" PROXY_PY="$VENV/bin/proxy" PPROXY="$VENV/bin/pproxy" NODE_DIR="$NODE_DIR" \
   "$VENV/bin/python" "$HERE/gateway.py"
