@@ -50,6 +50,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_listening(port, what):
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"{what} did not start on {port}")
+
+
 def check(name, cond, detail=""):
     if cond:
         RESULTS["passed"] += 1
@@ -109,13 +119,7 @@ class Pproxy:
             [PPROXY, "-l", f"{scheme}://127.0.0.1:{self.port}#{user}:{password}", "--auth", "0", "-v"],
             stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
         PROCS.append(self.proc)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit(f"pproxy did not start on {self.port}")
+        wait_listening(self.port, "pproxy")
 
     def served(self):
         with open(self.log) as f:
@@ -141,13 +145,7 @@ class Upstream:
             # Its acceptor and worker processes go with it (killpg).
             start_new_session=True)
         PROCS.append(self.proc)
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise SystemExit(f"proxy.py did not start on {self.port}")
+        wait_listening(self.port, "proxy.py")
 
     def stop(self):
         os.killpg(self.proc.pid, 9)
