@@ -26,14 +26,22 @@ if [ ! -x "$VENV/bin/pproxy" ] || ! "$VENV/bin/python" -c 'import requests, sock
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$HERE/requirements.txt"
 fi
+# curl and openssl from apt on a machine without them; node comes with the
+# machine (the browser suite needs it too).
+missing=""
+for tool in curl openssl; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+if [ -n "$missing" ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+command -v node >/dev/null || { echo "gateway: node is needed" >&2; exit 1; }
 NODE_DIR="$ROOT/target/gateway-node"
 if [ ! -d "$NODE_DIR/node_modules/undici" ]; then
   mkdir -p "$NODE_DIR"
   (cd "$NODE_DIR" && { [ -f package.json ] || npm init -y >/dev/null; } && npm install --silent --no-audit --no-fund undici@6.21.3 >/dev/null)
 fi
-for tool in curl openssl node; do
-  command -v "$tool" >/dev/null || { echo "gateway: $tool is needed" >&2; exit 1; }
-done
 
 exec env -u PROXYPLANE_CONFIG -u PROXYPLANE_MASTER_KEY -u PROXYPLANE_BIN \
   SERVER_BIN="$PROXYPLANE_BIN" PROXY_PY="$VENV/bin/proxy" PPROXY="$VENV/bin/pproxy" NODE_DIR="$NODE_DIR" \
