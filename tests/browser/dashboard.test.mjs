@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
 import { createInterface } from 'node:readline';
 import { chromium } from 'playwright-core';
 
@@ -354,27 +355,76 @@ test('an empty pool is deleted; a pool with sessions is refused with the reason'
   assert.ok((await rpc('ListPools', { workspaceId: seed.ws })).pools.some((p) => p.name === 'bots'));
 });
 
-test('provider sync and last sync are shown when the API sends them (added to the real answer until provider sync lands)', async () => {
-  const page = await newPage();
-  await page.route('**/proxies.v1.Proxies/ListProviders', async (route) => {
-    const real = await route.fetch();
-    const json = await real.json();
-    for (const p of json.providers) {
-      p.sync = { intervalSeconds: 3600, poolId: seed.small };
-      p.lastSync = { startedAt: new Date(Date.now() - 120000).toISOString(), finishedAt: new Date(Date.now() - 119000).toISOString(), created: 5, updated: 2, removed: 1, unchanged: 40, error: 'vendor answered 503' };
+/**
+ * A fake Webshare API v2 on 127.0.0.1 (the vendor cannot be reached from
+ * here), in its documented shapes: `Authorization: Token <key>`, the paged
+ * proxy list with count/next/previous/results. `token` may be changed to
+ * make it refuse the key.
+ */
+async function fakeWebshare(proxies) {
+  const fake = { token: 'ws-token', requests: 0 };
+  fake.server = createServer((req, res) => {
+    fake.requests += 1;
+    if (req.headers.authorization !== `Token ${fake.token}`) {
+      res.writeHead(401, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ detail: 'Invalid token.' }));
+      return;
     }
-    await route.fulfill({ response: real, json });
+    const url = new URL(req.url, 'http://x');
+    const page = Number(url.searchParams.get('page') || 1);
+    const size = Number(url.searchParams.get('page_size') || 100);
+    const results = proxies.slice((page - 1) * size, page * size).map((p, i) => ({
+      id: p.id, username: p.user, password: p.pass, proxy_address: p.ip, port: p.port, valid: true,
+      last_verification: '2026-11-01T10:00:00Z', country_code: 'US', city_name: 'New York',
+      created_at: '2026-11-01T10:00:00Z', i,
+    }));
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ count: proxies.length, next: page * size < proxies.length ? `${url.pathname}?page=${page + 1}` : null, previous: null, results }));
   });
-  await signIn(page, admin);
-  await page.locator('#nav a').first().waitFor();
-  await page.goto(`${base}/#providers`);
-  const row = page.locator('#view tbody tr', { hasText: 'bought list' });
-  await row.waitFor();
-  const text = await row.innerText();
-  assert.match(text, /every 3600 s into bots/);
-  assert.match(text, /2 min ago · 5 created, 2 updated, 1 removed, 40 unchanged · vendor answered 503/);
-  await shot(page, 'providers');
-  assert.deepEqual(page.errors, []);
+  await new Promise((r) => fake.server.listen(0, '127.0.0.1', r));
+  fake.url = `http://127.0.0.1:${fake.server.address().port}`;
+  return fake;
+}
+
+test('provider sync settings and the last real sync are shown, its error too', async () => {
+  const proxies = Array.from({ length: 5 }, (_, i) => ({ id: `d-${i}`, user: `u${i}`, pass: `p${i}`, ip: `198.51.100.${i + 1}`, port: 6000 + i }));
+  const fake = await fakeWebshare(proxies);
+  try {
+    const ws = { workspaceId: seed.ws };
+    const pool = (await rpc('CreatePool', { ...ws, name: 'webshare pool' })).pool.id;
+    // The WEBSHARE provider connected (and disabled) through the page
+    // above: one of each type per workspace. Enabled again and pointed at
+    // the fake, with a sync schedule.
+    const prov = (await rpc('ListProviders', ws)).providers.find((p) => p.type === 'PROVIDER_TYPE_WEBSHARE').id;
+    await rpc('UpdateProvider', { ...ws, providerId: prov, name: 'webshare account', enabled: true,
+      credentials: { apiKey: fake.token }, apiBaseUrl: fake.url, sync: { intervalSeconds: 3600, poolId: pool } });
+    const first = (await rpc('SyncProvider', { ...ws, providerId: prov })).result;
+    assert.equal(Number(first.created), 5);
+    const page = await newPage();
+    await signIn(page, admin);
+    await page.locator('#nav a').first().waitFor();
+    await page.goto(`${base}/#providers`);
+    const row = page.locator('#view tbody tr', { hasText: 'webshare account' });
+    await row.waitFor();
+    let text = await row.innerText();
+    assert.match(text, /every 3600 s into webshare pool/);
+    assert.match(text, /\d+ s ago · 5 created/);
+    assert.doesNotMatch(text, /ws-token/);
+
+    // The vendor now refuses the key: the failed sync and its reason show.
+    fake.token = 'rotated-at-the-vendor';
+    await rpc('SyncProvider', { ...ws, providerId: prov }).then(
+      () => assert.fail('a refused key fails the sync'), (e) => assert.match(e.message, /401|refus|key/i));
+    await page.reload();
+    await row.waitFor();
+    text = await row.innerText();
+    assert.match(text, /\d+ s ago · .*(401|refus|key)/i);
+    assert.ok(await row.locator('.bad').count() >= 1, 'the error is marked');
+    await shot(page, 'providers');
+    assert.deepEqual(page.errors, []);
+  } finally {
+    fake.server.close();
+  }
 });
 
 test('the admin creates a workspace and can switch to it', async () => {
