@@ -1024,6 +1024,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn headers_are_read_in_one_pass_with_get_s_first_value_semantics() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        h.append(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/proto"),
+        );
+        h.append("Connect-Protocol-Version", HeaderValue::from_static("1"));
+        h.append("connect-timeout-ms", HeaderValue::from_static("250"));
+        h.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer pp_x"),
+        );
+        // A first value that is not text hides a later one, as with get().
+        h.append(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_bytes(b"gzip\xff").unwrap(),
+        );
+        h.append(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        let got = headers(&h);
+        let by_get = |n: &str| h.get(n).and_then(|v| v.to_str().ok());
+        assert_eq!(got.content_type, by_get("content-type"));
+        assert_eq!(got.content_type, Some("application/json"));
+        assert_eq!(got.protocol_version, Some("1"));
+        assert_eq!(got.timeout_ms, Some("250"));
+        assert_eq!(got.authorization, Some("Bearer pp_x"));
+        assert_eq!(got.accept_encoding, by_get("accept-encoding"));
+        assert_eq!(got.accept_encoding, None);
+        assert_eq!(got.content_encoding, None);
+    }
+
+    #[test]
     fn an_explicit_connection_cap_is_kept() {
         assert_eq!(connection_cap(2, Some(1024), 8), 2);
         assert_eq!(connection_cap(500_000, Some(1024), 8), 500_000);
