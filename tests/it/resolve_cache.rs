@@ -240,3 +240,24 @@ fn cached_binding_never_outlives_the_key() {
     ws.ok("RevokeApiKey", json!({ "apiKeyId": key_id }));
     resolve().assert_error(401, "unauthenticated");
 }
+
+#[test]
+fn cached_binding_is_gone_with_its_workspace() {
+    // The ADMIN key outlives the workspace; the cascade deletes the rows
+    // (and bumps the data epoch through the DELETE triggers).
+    let srv = Server::start();
+    let (ws, pool, _) = setup(&srv, json!({}));
+    warm(&ws, &pool, "bot");
+    srv.rpc(
+        "DeleteWorkspace",
+        &srv.admin,
+        json!({ "workspaceId": ws.id }),
+    )
+    .ok();
+    let r = srv.rpc(
+        "ResolveProxy",
+        &srv.admin,
+        json!({ "workspaceId": ws.id, "poolId": pool, "accountName": "bot" }),
+    );
+    r.assert_error(404, "not_found");
+}
