@@ -292,7 +292,10 @@ async fn head_bytes(state: &State, stream: &mut TcpStream, buf: &mut Vec<u8>) ->
 
 async fn http(state: &Arc<State>, mut stream: TcpStream, peer: IpAddr) {
     let mut buf = Vec::with_capacity(1024);
-    let Some(end) = head_bytes(state, &mut stream, &mut buf).await else {
+    // The handshake's futures are boxed: their buffers and state are freed
+    // once the tunnel is up, instead of being part of every connection's
+    // task for its whole life (3 KB of each idle tunnel, BENCHMARKS.md).
+    let Some(end) = Box::pin(head_bytes(state, &mut stream, &mut buf)).await else {
         return;
     };
     let rest = buf.split_off(end);
@@ -344,7 +347,7 @@ async fn http(state: &Arc<State>, mut stream: TcpStream, peer: IpAddr) {
         port,
         plain: (!connect).then_some((&head, rest.as_slice())),
     };
-    let (opened, upstream) = match open(state, caller, &account, &target).await {
+    let (opened, upstream) = match Box::pin(open(state, caller, &account, &target)).await {
         Ok(x) => x,
         Err(r) => {
             if matches!(r, Refusal::Resolve(_)) {
@@ -355,40 +358,37 @@ async fn http(state: &Arc<State>, mut stream: TcpStream, peer: IpAddr) {
         }
     };
     let first = (!connect).then_some((&head, path.as_str()));
-    relay(
-        state,
-        stream,
-        opened,
-        first,
-        &rest,
-        upstream.pool_id.to_base64(),
-    )
-    .await;
+    let Some((stream, up)) = start(stream, opened, first, &rest).await else {
+        return;
+    };
+    // Nothing of the request is needed any more: an idle tunnel keeps only
+    // its two sockets (~2 KB less per tunnel held open).
+    drop((head, rest, path, host, account));
+    drop(buf);
+    pipe(state, stream, up, upstream.pool_id.to_base64()).await;
 }
 
-/// Carries the bytes both ways once an upstream took the connection.
-async fn relay(
-    state: &Arc<State>,
+/// The first bytes once an upstream took the connection: the CONNECT
+/// answer or the plain request through a tunnel (`begin`), or a forwarded
+/// request's answer so far. The two streams to pipe, or None once a side
+/// is gone.
+async fn start(
     mut stream: TcpStream,
     opened: Opened,
     first: Option<(&wire::Head<'_>, &str)>,
     rest: &[u8],
-    pool: String,
-) {
-    match opened {
-        Opened::Tunnel(mut up, early) => {
-            if begin(&mut stream, &mut up, first, rest, &early).await {
-                pipe(state, stream, up, pool).await;
-            }
-        }
+) -> Option<(TcpStream, TcpStream)> {
+    let ok = match opened {
+        Opened::Tunnel(mut up, early) => begin(&mut stream, &mut up, first, rest, &early)
+            .await
+            .then_some(up),
         // The request (and the body read with it) went out with the
         // attempt; the rest of a body, and the answer, are piped.
         Opened::Forwarded(up, answer) => {
-            if answer.is_empty() || stream.write_all(&answer).await.is_ok() {
-                pipe(state, stream, up, pool).await;
-            }
+            (answer.is_empty() || stream.write_all(&answer).await.is_ok()).then_some(up)
         }
-    }
+    };
+    ok.map(|up| (stream, up))
 }
 
 /// The first bytes once the tunnel is up: the CONNECT answer to the bot, or
@@ -518,7 +518,7 @@ async fn socks5(state: &Arc<State>, mut stream: TcpStream, peer: IpAddr) {
         port,
         plain: None,
     };
-    match open(state, caller, &account, &target).await {
+    match Box::pin(open(state, caller, &account, &target)).await {
         // Without `plain`, every attempt is a tunnel.
         Ok((Opened::Tunnel(up, early), upstream))
         | Ok((Opened::Forwarded(up, early), upstream)) => {

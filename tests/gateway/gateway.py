@@ -519,6 +519,12 @@ if __name__ == "__main__":
         main()
     finally:
         for p in PROCS:
+            try:
+                # proxy.py's acceptor and worker processes share its group.
+                if os.getpgid(p.pid) == p.pid:
+                    os.killpg(p.pid, 9)
+            except ProcessLookupError:
+                pass
             if p.poll() is None:
                 p.kill()
     print(f"gateway: {RESULTS['passed']} passed, {RESULTS['failed']} failed")
