@@ -13,7 +13,8 @@ Covered: plain HTTP forwarding and CONNECT through the account's upstream
 with the upstream's credentials (hard characters included); SOCKS5 with
 username/password; stickiness per account across connections; failover when
 the upstream dies (the same connection's retry and the next connection);
-pinned accounts never move; no or wrong login is 407 with
+pinned accounts never move; SIGTERM drains open tunnels and takes no new
+connection; no or wrong login is 407 with
 Proxy-Authenticate; a key without resolve rights is 403; the gateway never
 goes to a target directly; HTTPS origins through the tunnel; SOCKS5 on
 both sides; 1,000 bots at once.
@@ -383,7 +384,34 @@ def main():
         log = f.read()
     check("no secret in the server log", key not in log and "p@ss:w/rd%" not in log and "s3cret" not in log)
 
+    # SIGTERM: the gateway stops accepting, a tunnel open at that moment
+    # keeps carrying bytes (drain), and the server exits once it closes.
+    auth = base64.b64encode(f"crowd.bot0:{key}".encode()).decode()
+    t = socket.create_connection(("127.0.0.1", gw), 5)
+    t.sendall(f"CONNECT 127.0.0.1:{origin} HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic {auth}\r\n\r\n".encode())
+    answer = t.recv(4096)
     server.terminate()
+    refused = False
+    for _ in range(50):
+        try:
+            socket.create_connection(("127.0.0.1", gw), 1).close()
+            time.sleep(0.1)
+        except OSError:
+            refused = True
+            break
+    check("after SIGTERM the gateway takes no new connection", refused)
+    t.sendall(b"GET /drain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    got = b""
+    t.settimeout(10)
+    while True:
+        d = t.recv(4096)
+        if not d:
+            break
+        got += d
+    t.close()
+    check("a tunnel open at SIGTERM still carries its request (drain)",
+          answer.startswith(b"HTTP/1.1 200") and got.endswith(b"origin saw /drain"),
+          f"{answer[:40]!r} {got[-60:]!r}")
     server.wait(timeout=20)
     check("SIGTERM stops the server with the gateway", server.returncode == 0, str(server.returncode))
 
